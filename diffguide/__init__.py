@@ -1,0 +1,2 @@
+"""diffguide: training-free guided sampling with pretrained diffusion priors."""
+__version__ = "0.1.0"

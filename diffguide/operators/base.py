@@ -1,0 +1,75 @@
+"""Forward models ``A(x) -> y``: batch-first, pure, composable with ``@``.
+
+``Operator.differentiable = False`` marks a black box: nothing may backpropagate
+through it. ``LinearOperator`` adds ``adjoint(y)``; subclasses give it in closed
+form where they can, otherwise the autograd fallback computes ``A^T y`` as the
+gradient of ``<A x, y>``.
+
+Every top-level call counts ``operator_evals`` (one per sample, see
+``diffguide.counting``); calls nested inside another operator (a composition) do not.
+"""
+from __future__ import annotations
+
+import contextvars
+
+import torch
+from torch import nn
+
+from ..counting import count
+
+_inside_operator: contextvars.ContextVar[bool] = contextvars.ContextVar("inside_operator", default=False)
+
+
+class Operator(nn.Module):
+    """A forward model. Subclasses implement ``forward(x)`` for a (B, *shape) batch."""
+
+    differentiable: bool = True
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if _inside_operator.get():
+            return super().__call__(x)
+        count("operator_evals", x.shape[0])
+        token = _inside_operator.set(True)
+        try:
+            return super().__call__(x)
+        finally:
+            _inside_operator.reset(token)
+
+    def __matmul__(self, other: "Operator") -> "Operator":
+        from .composition import compose
+
+        return compose(self, other)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-sample measurement shape for a per-sample input shape.
+
+        By default found by one uncounted evaluation on zeros; operators that know
+        their shapes override it."""
+        token = _inside_operator.set(True)
+        try:
+            with torch.no_grad():
+                return tuple(self.forward(torch.zeros(1, *input_shape)).shape[1:])
+        finally:
+            _inside_operator.reset(token)
+
+
+class LinearOperator(Operator):
+    """A linear forward model with an adjoint."""
+
+    def input_shape(self, output_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-sample input shape for a measurement shape (shape-preserving by default)."""
+        return tuple(output_shape)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """``A^T y`` by autograd: the gradient of ``<A x, y>`` with respect to ``x``."""
+        x = torch.zeros((y.shape[0], *self.input_shape(tuple(y.shape[1:]))), dtype=y.dtype, device=y.device)
+        with torch.enable_grad():
+            x.requires_grad_(True)
+            (adj,) = torch.autograd.grad(self.forward(x), x, y)
+        return adj
+
+    def matrix(self, input_shape: tuple[int, ...], dtype=torch.float64) -> torch.Tensor:
+        """The dense (m, n) matrix of the operator on flattened inputs of ``input_shape``."""
+        n = int(torch.tensor(input_shape).prod())
+        basis = torch.eye(n, dtype=dtype).reshape(n, *input_shape)
+        return self.forward(basis).reshape(n, -1).T.contiguous()

@@ -1,0 +1,17 @@
+"""The identity operator: denoising, ``y = x + noise``."""
+from __future__ import annotations
+
+import torch
+
+from .base import LinearOperator
+
+
+class Identity(LinearOperator):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)

@@ -1,0 +1,21 @@
+"""Gaussian prior ``N(mu, C)``: the one-component mixture, with a Gaussian posterior.
+
+Denoiser ``E[x0 | x] = mu + C (C + sigma^2 I)^{-1} (x - mu)``; see ``gaussian_mixture``."""
+from __future__ import annotations
+
+import torch
+
+from .gaussian_mixture import GaussianMixturePrior
+
+
+class GaussianPrior(GaussianMixturePrior):
+    def __init__(self, mean, cov, **kwargs):
+        mean = torch.as_tensor(mean, dtype=torch.float64)
+        shape = kwargs.pop("shape", tuple(mean.shape))
+        super().__init__(torch.ones(1), mean.reshape(1, -1), torch.as_tensor(cov, dtype=torch.float64)[None],
+                         shape=shape, **kwargs)
+
+    def posterior(self, operator, y, sigma_y) -> "GaussianPrior":
+        post = super().posterior(operator, y, sigma_y)
+        return GaussianPrior(post.means[0].reshape(self.shape), post.covs[0],
+                             sigma_min=self.sigma_min, sigma_max=self.sigma_max)

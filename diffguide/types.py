@@ -1,0 +1,48 @@
+"""The core protocols every part of diffguide speaks (see DESIGN.md).
+
+A *denoiser* is in VE/EDM form: the noisy state is ``x = x0 + sigma * eps`` and the
+denoiser returns the posterior-mean estimate ``E[x0 | x]``. Operators, rewards and
+solvers are base classes in their own subpackages; this module holds the protocol
+for denoisers (which may be any callable with the attributes below) and the
+shared errors.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Denoiser(Protocol):
+    """``D(x, sigma, **cond) -> x0`` with ``x``: (B, *shape), ``sigma``: (B,) or scalar.
+
+    Attributes: ``shape`` (per-sample shape), ``sigma_min``, ``sigma_max`` (the noise
+    range the model was trained on) and ``data_range`` ((low, high) of clean data).
+    """
+
+    shape: tuple[int, ...]
+    sigma_min: float
+    sigma_max: float
+    data_range: tuple[float, float]
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, /, **cond) -> torch.Tensor: ...
+
+
+class GuidanceDivergedError(FloatingPointError):
+    """NaN or Inf appeared in the state during sampling; carries the step index."""
+
+    def __init__(self, step: int, what: str):
+        self.step = step
+        super().__init__(f"NaN/Inf in {what} at step {step}; lower the guidance weight or check the reward")
+
+
+def sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """Broadcast a scalar or (B,) sigma to a (B,) tensor on ``x``'s device and dtype."""
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    return sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
+
+
+def per_sample(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape a (B,) tensor to broadcast against ``x`` of shape (B, *shape)."""
+    return sigma.reshape(-1, *([1] * (x.ndim - 1)))
