@@ -1,0 +1,11 @@
+"""Forward models ``A(x) -> y``: blur, inpainting, downsampling, deepinv physics, and their compositions."""
+from .base import LinearOperator, Operator
+from .blur import Blur
+from .composition import compose
+from .deepinv_physics import DeepinvLinearPhysics, DeepinvPhysics, from_deepinv
+from .downsample import Downsample
+from .identity import Identity
+from .inpaint import Inpaint
+
+__all__ = ["Operator", "LinearOperator", "Identity", "Blur", "Inpaint", "Downsample", "DeepinvPhysics",
+           "DeepinvLinearPhysics", "from_deepinv", "compose"]

@@ -10,6 +10,7 @@ Every top-level call counts ``operator_evals`` (one per sample, see
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 
 import torch
@@ -18,6 +19,16 @@ from torch import nn
 from ..counting import count
 
 _inside_operator: contextvars.ContextVar[bool] = contextvars.ContextVar("inside_operator", default=False)
+
+
+@contextlib.contextmanager
+def _uncounted():
+    """Evaluations inside (shape probes, adjoints, matrices) count no ``operator_evals``."""
+    token = _inside_operator.set(True)
+    try:
+        yield
+    finally:
+        _inside_operator.reset(token)
 
 
 class Operator(nn.Module):
@@ -43,14 +54,19 @@ class Operator(nn.Module):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Per-sample measurement shape for a per-sample input shape.
 
-        By default found by one uncounted evaluation on zeros; operators that know
-        their shapes override it."""
-        token = _inside_operator.set(True)
-        try:
-            with torch.no_grad():
-                return tuple(self.forward(torch.zeros(1, *input_shape)).shape[1:])
-        finally:
-            _inside_operator.reset(token)
+        By default found by one uncounted evaluation on zeros (in the dtype and on the
+        device of the operator's own tensors); operators that know their shapes override it."""
+        with _uncounted(), torch.no_grad():
+            return tuple(self.forward(torch.zeros(1, *input_shape, **self._probe_kwargs())).shape[1:])
+
+    def _probe_kwargs(self) -> dict:
+        """The widest floating dtype among the parameters and buffers, and their device
+        (torch defaults if there are none)."""
+        tensors = [t for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()]
+        if not tensors:
+            return {}
+        return {"dtype": max((t.dtype for t in tensors), key=lambda d: torch.finfo(d).bits),
+                "device": tensors[0].device}
 
 
 class LinearOperator(Operator):
@@ -63,7 +79,7 @@ class LinearOperator(Operator):
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """``A^T y`` by autograd: the gradient of ``<A x, y>`` with respect to ``x``."""
         x = torch.zeros((y.shape[0], *self.input_shape(tuple(y.shape[1:]))), dtype=y.dtype, device=y.device)
-        with torch.enable_grad():
+        with _uncounted(), torch.enable_grad():
             x.requires_grad_(True)
             (adj,) = torch.autograd.grad(self.forward(x), x, y)
         return adj
@@ -71,5 +87,6 @@ class LinearOperator(Operator):
     def matrix(self, input_shape: tuple[int, ...], dtype=torch.float64) -> torch.Tensor:
         """The dense (m, n) matrix of the operator on flattened inputs of ``input_shape``."""
         n = int(torch.tensor(input_shape).prod())
-        basis = torch.eye(n, dtype=dtype).reshape(n, *input_shape)
-        return self.forward(basis).reshape(n, -1).T.contiguous()
+        basis = torch.eye(n, dtype=dtype, device=self._probe_kwargs().get("device")).reshape(n, *input_shape)
+        with _uncounted():
+            return self.forward(basis).reshape(n, -1).T.contiguous()

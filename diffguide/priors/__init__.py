@@ -1,0 +1,3 @@
+"""Priors: denoisers ``D(x, sigma) -> E[x0 | x]`` in VE form, and adapters for foreign models."""
+from .deepinv_denoiser import FromDeepinv, ToDeepinv
+from .diffusers_unet import DiffusersDenoiser

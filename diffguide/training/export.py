@@ -1,0 +1,49 @@
+"""Export trained EMA weights in diffusers pipeline layout, with a JSON card.
+
+``DIR/final/unet/`` (config.json + diffusion_pytorch_model.safetensors),
+``DIR/final/scheduler/scheduler_config.json`` and ``DIR/final/card.json``.
+The folder loads with ``UNet2DModel.from_pretrained(DIR/final/unet)`` and
+``DDPMScheduler.from_pretrained(DIR/final/scheduler)``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import diffusers
+import torch
+from torch import Tensor
+
+from diffguide.training.unet import NULL_LABEL, make_scheduler, make_unet
+
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+def export_final(
+    out: Path, ema: dict[str, Tensor], config: dict[str, Any], card: dict[str, Any]
+) -> Path:
+    """Write ``out/final/`` from the EMA weights; ``card`` entries are added to the generated ones."""
+    final = out / "final"
+    unet = make_unet(config["unet"])
+    unet.load_state_dict(ema)
+    unet.save_pretrained(final / "unet", safe_serialization=True)
+    make_scheduler(config["scheduler"]).save_pretrained(final / "scheduler")
+    weights = final / "unet" / WEIGHTS
+    full_card = dict(
+        card,
+        parameters=sum(p.numel() for p in unet.parameters()),
+        weights_bytes=weights.stat().st_size,
+        weights_sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
+        resolution=config["unet"]["sample_size"],
+        channels=config["unet"]["in_channels"],
+        class_labels=f"0-{NULL_LABEL - 1}, {NULL_LABEL} = null (unconditional)",
+        schedule=config["scheduler"],
+        prediction_type=config["scheduler"]["prediction_type"],
+        training=config["training"],
+        torch=torch.__version__,
+        diffusers=diffusers.__version__,
+    )
+    (final / "card.json").write_text(json.dumps(full_card, indent=1) + "\n")
+    return final

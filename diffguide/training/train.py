@@ -1,0 +1,216 @@
+"""DDPM training of a class-conditional UNet on a pluggable image source, on the CPU.
+
+Loss: mean squared error between the network output and the scheduler's target
+(v or epsilon) at uniformly drawn timesteps. Labels are replaced by the null
+label with probability ``label_dropout`` so that one network gives both
+conditional and unconditional predictions (classifier-free guidance).
+AdamW with linear warmup then a constant learning rate; an EMA of the weights
+is what gets exported. The learning rate does not depend on the total number of
+steps, so a run can be extended: ``train(steps=4)`` then ``train(steps=8)`` in
+the same folder gives the same losses as ``train(steps=8)``.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from diffguide.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from diffguide.training.export import export_final
+from diffguide.training.unet import NULL_LABEL, make_scheduler, make_unet, scheduler_config, unet_config
+
+DataSource = Callable[[], tuple[Tensor, Tensor]]
+
+
+def train(
+    data: DataSource,
+    steps: int,
+    out: str | Path,
+    *,
+    batch_size: int = 64,
+    lr: float = 5e-4,
+    warmup_steps: int = 500,
+    weight_decay: float = 0.01,
+    grad_clip: float = 1.0,
+    ema_decay: float = 0.999,
+    label_dropout: float = 0.15,
+    seed: int = 0,
+    bf16: bool = True,
+    unet: dict[str, Any] | None = None,
+    scheduler: dict[str, Any] | None = None,
+    checkpoint_every_seconds: float = 180.0,
+    log_every: int = 200,
+    progress: bool = True,
+) -> Path:
+    """Train for ``steps`` optimizer steps in total, resuming from ``out`` if it holds a checkpoint.
+
+    ``data`` returns float images (N, C, H, W) in the model's value range and int64
+    labels (N,) in 0..9. ``bf16`` runs the network under CPU bfloat16 autocast
+    (the loss and the weights stay float32). Returns the exported ``out/final``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    images, labels = data()
+    config = _jsonable(
+        dict(
+            unet=unet or unet_config(),
+            scheduler=scheduler or scheduler_config(),
+            training=dict(
+                data=f"{data.__module__}.{data.__qualname__}",
+                batch_size=batch_size,
+                lr=lr,
+                warmup_steps=warmup_steps,
+                weight_decay=weight_decay,
+                grad_clip=grad_clip,
+                ema_decay=ema_decay,
+                label_dropout=label_dropout,
+                seed=seed,
+                bf16=bf16,
+            ),
+        )
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = make_unet(config["unet"])
+    noise_schedule = make_scheduler(config["scheduler"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    losses: list[float] = []
+    step, elapsed = 0, 0.0
+
+    saved = load_checkpoint(out)
+    if saved is not None:
+        if saved.config != config:
+            raise ValueError(f"checkpoint in {out} was made with config {saved.config}, not {config}")
+        model.load_state_dict(saved.model)
+        ema = saved.ema
+        optimizer.load_state_dict(saved.optimizer)
+        generator.set_state(saved.generator)
+        losses = saved.loss_history.tolist()
+        step, elapsed = saved.step, saved.elapsed_seconds
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            out,
+            TrainState(
+                step=step,
+                elapsed_seconds=elapsed,
+                config=config,
+                model=model.state_dict(),
+                ema=ema,
+                optimizer=optimizer.state_dict(),
+                generator=generator.get_state(),
+                loss_history=torch.tensor(losses, dtype=torch.float32),
+            ),
+        )
+
+    log = (out / "train.log").open("a")
+    if step == 0:
+        log.write(f"# config {json.dumps(config)}\n# data {tuple(images.shape)}\n")
+    bar = tqdm(total=steps, initial=step, disable=not progress, desc="train", dynamic_ncols=True)
+    model.train()
+    t_last_checkpoint = t_last_log = time.monotonic()
+    step_last_log = step
+    while step < steps:
+        t_step = time.monotonic()
+        current_lr = lr * min(1.0, (step + 1) / max(warmup_steps, 1))
+        for group in optimizer.param_groups:
+            group["lr"] = current_lr
+        loss = _loss(model, noise_schedule, images, labels, batch_size, label_dropout, generator, bf16)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        _update_ema(ema, model, min(ema_decay, (1 + step) / (10 + step)))
+        losses.append(loss.item())
+        step += 1
+        now = time.monotonic()
+        elapsed += now - t_step
+        bar.update(1)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{_smoothed(losses):.4f}")
+        if step % log_every == 0 or step == steps:
+            rate = (step - step_last_log) / max(now - t_last_log, 1e-9)
+            recent = losses[step_last_log:step]
+            log.write(
+                f"step {step}  loss {sum(recent) / len(recent):.5f}  lr {current_lr:.2e}  it/s {rate:.2f}\n"
+            )
+            log.flush()
+            t_last_log, step_last_log = now, step
+        if now - t_last_checkpoint >= checkpoint_every_seconds:
+            checkpoint()
+            t_last_checkpoint = time.monotonic()
+    bar.close()
+    checkpoint()
+    log.close()
+    card = dict(
+        data=dict(
+            source=config["training"]["data"],
+            description=inspect.getdoc(data),
+            n_train=len(images),
+            shape=list(images.shape[1:]),
+            value_range=[images.min().item(), images.max().item()],
+        ),
+        training_steps=step,
+        final_loss_ema=_smoothed(losses),
+        training_seconds=round(elapsed, 1),
+    )
+    return export_final(out, ema, config, card)
+
+
+def _loss(
+    model: torch.nn.Module,
+    noise_schedule: Any,
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int,
+    label_dropout: float,
+    generator: torch.Generator,
+    bf16: bool,
+) -> Tensor:
+    """One batch of the DDPM loss, all draws from ``generator``."""
+    index = torch.randint(0, len(images), (batch_size,), generator=generator)
+    x0, y = images[index], labels[index]
+    y = torch.where(torch.rand(batch_size, generator=generator) < label_dropout, NULL_LABEL, y)
+    t = torch.randint(0, noise_schedule.config.num_train_timesteps, (batch_size,), generator=generator)
+    eps = torch.randn(x0.shape, generator=generator)
+    x = noise_schedule.add_noise(x0, eps, t)
+    if noise_schedule.config.prediction_type == "v_prediction":
+        target = noise_schedule.get_velocity(x0, eps, t)
+    else:
+        target = eps
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        prediction = model(x, t, class_labels=y).sample
+    return F.mse_loss(prediction.float(), target)
+
+
+@torch.no_grad()
+def _update_ema(ema: dict[str, Tensor], model: torch.nn.Module, decay: float) -> None:
+    for name, value in model.state_dict().items():
+        if value.is_floating_point():
+            ema[name].lerp_(value, 1.0 - decay)
+        else:
+            ema[name].copy_(value)
+
+
+def _smoothed(losses: list[float], decay: float = 0.99) -> float:
+    """Exponential moving average of the loss history (bias-corrected)."""
+    average, weight = 0.0, 0.0
+    for value in losses[-2000:]:
+        average = decay * average + (1 - decay) * value
+        weight = decay * weight + (1 - decay)
+    return average / weight if weight else float("nan")
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), so configs compare equal."""
+    return json.loads(json.dumps(value))

@@ -1,0 +1,16 @@
+"""Small exact problems shared by the tests: mixture priors whose posteriors are known."""
+from __future__ import annotations
+
+import torch
+
+from diffguide.priors.gaussian_mixture import GaussianMixturePrior
+
+
+def random_mixture(dim: int, components: int, seed: int = 0, spread: float = 3.0, scale: float = 0.3,
+                   shape=None) -> GaussianMixturePrior:
+    g = torch.Generator().manual_seed(seed)
+    factors = torch.randn(components, dim, dim, generator=g, dtype=torch.float64) / dim**0.5
+    covs = scale * (factors @ factors.transpose(1, 2) + 0.2 * torch.eye(dim, dtype=torch.float64))
+    means = spread * torch.randn(components, dim, generator=g, dtype=torch.float64)
+    weights = torch.softmax(torch.randn(components, generator=g, dtype=torch.float64), 0)
+    return GaussianMixturePrior(weights, means, covs, shape=shape)
