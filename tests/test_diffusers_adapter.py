@@ -124,7 +124,7 @@ def test_with_shape_runs_fully_convolutionally():
     s = sigma.reshape(-1, 1, 1, 1)
     with torch.no_grad():
         eps = unet(x / torch.sqrt(1 + s**2), large.timestep(sigma).float()).sample
-        assert torch.allclose(large(x, sigma), x - s * eps, atol=1e-5)
+        assert torch.allclose(large(x, sigma), x - s * eps, rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match=r"33x32.*divisible by 2"):
         denoiser.with_shape((2, 33, 32))
     with pytest.raises(ValueError, match="C = 2"):

@@ -53,7 +53,7 @@ class Blur(LinearOperator):
         # Flipping an even axis moves its tap under the anchor by one; a zero tap
         # appended to it makes it odd and moves the anchor by that same tap.
         kh, kw = self.kernel.shape
-        kernel = F.pad(self.kernel, (1 - kw % 2, 0, 1 - kh % 2, 0))
+        kernel = F.pad(self.kernel, (0, 1 - kw % 2, 0, 1 - kh % 2))
         return filter2d(y, kernel[None], border_type="circular", behaviour="corr")
 
     def output_shape(self, input_shape):

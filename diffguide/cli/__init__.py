@@ -1,0 +1,39 @@
+"""The ``diffguide`` command line: ``diffguide solve``, ``diffguide sample``.
+
+Bad input is one line on stderr and exit code 2; NaN/Inf during guidance is exit code 1
+with the step index."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..types import GuidanceDivergedError
+from . import sample, solve
+from .errors import UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffguide", description="Training-free guided sampling with diffusion priors.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in (solve, sample):
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except UsageError as err:
+        print(f"diffguide {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except GuidanceDivergedError as err:
+        print(f"diffguide {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def console() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

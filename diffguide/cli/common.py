@@ -1,0 +1,63 @@
+"""What the CLI commands share: loading a prior, the schedule, seeding, writing outputs."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..priors.diffusers_unet import DiffusersDenoiser
+from ..schedules import karras_sigmas
+from .errors import UsageError
+
+
+def load_prior(path: str):
+    """A prior from a local diffusers model folder."""
+    try:
+        return DiffusersDenoiser.from_pretrained(path)
+    except ValueError as err:
+        raise UsageError(f"cannot load prior: {err}") from None
+
+
+def fit_prior(prior, shape: tuple[int, int, int]):
+    """The prior for images of ``shape``: same channels; other sizes only for a fully convolutional prior."""
+    if tuple(shape) == tuple(prior.shape):
+        return prior
+    if shape[0] != prior.shape[0]:
+        raise UsageError(f"the image has {shape[0]} channel(s), but the prior expects {prior.shape[0]}")
+    if not hasattr(prior, "with_shape"):
+        raise UsageError(f"the image is {shape[1]}x{shape[2]}, but the prior expects {prior.shape[1]}x{prior.shape[2]}")
+    try:
+        return prior.with_shape(shape)
+    except ValueError as err:
+        raise UsageError(f"the image does not fit the prior: {err}") from None
+
+
+def schedule(prior, steps: int) -> torch.Tensor:
+    if steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {steps}")
+    return karras_sigmas(steps, max(prior.sigma_min, 2e-3), min(prior.sigma_max, 80.0))
+
+
+def write_outputs(out: str | Path, files: dict[str, object]) -> Path:
+    """Write all outputs at once: into a temporary folder beside ``out``, then moved into place,
+    so a failure never leaves a half-written result. Values: bytes-producing callables
+    ``fn(path)`` or JSON-able dicts."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        for name, content in files.items():
+            target = staging / name
+            if isinstance(content, dict):
+                target.write_text(json.dumps(content, indent=2) + "\n")
+            else:
+                content(target)
+        out.mkdir(exist_ok=True)
+        for item in staging.iterdir():
+            item.replace(out / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out

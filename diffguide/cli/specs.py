@@ -1,0 +1,122 @@
+"""The CLI's name -> class tables and the ``NAME[:key=value,...]`` spec grammar.
+
+Operators compose with ``@`` as in Python: ``"downsample:factor=2 @ blur:sigma=1"``.
+Solvers take their dataclass fields: ``"dps:zeta=0.5,eta=1"``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from ..operators.blur import Blur
+from ..operators.downsample import Downsample
+from ..operators.identity import Identity
+from ..operators.inpaint import Inpaint
+from ..solvers.ddim import DDIM, DDPM
+from ..solvers.dps import DPS
+from ..solvers.euler import Euler
+from ..solvers.heun import Heun
+from .errors import UsageError
+
+SOLVERS = {"dps": DPS, "ddim": DDIM, "ddpm": DDPM, "euler": Euler, "heun": Heun}
+UNGUIDED = ("ddim", "ddpm", "euler", "heun")
+
+OPERATOR_HELP = (
+    "identity | blur:sigma=S[,size=K] | downsample:factor=F | "
+    "inpaint:mask=box[,size=0.5] | inpaint:mask=random[,missing=0.7] | inpaint:mask=strokes[,n=4,width=W]; "
+    "compose with @, e.g. 'downsample:factor=2 @ blur:sigma=1'"
+)
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``"name:a=1,b=x"`` -> ``("name", {"a": "1", "b": "x"})``."""
+    name, _, rest = spec.strip().partition(":")
+    params = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise UsageError(f"cannot parse {item!r} in {spec!r}; expected key=value")
+        params[key.strip()] = value.strip()
+    if not name:
+        raise UsageError(f"empty name in spec {spec!r}")
+    return name.lower(), params
+
+
+def _number(params: dict, key: str, default, kind=float, spec: str = ""):
+    if key not in params:
+        return default
+    try:
+        return kind(params.pop(key))
+    except ValueError:
+        raise UsageError(f"{key} in {spec!r} must be a {kind.__name__}") from None
+
+
+def _operator(spec: str, shape: tuple[int, int, int], generator: torch.Generator):
+    name, params = parse_spec(spec)
+    if name == "identity":
+        op = Identity()
+    elif name == "blur":
+        op = Blur.gaussian(_number(params, "sigma", 1.0, spec=spec), size=_number(params, "size", None, int, spec))
+    elif name == "downsample":
+        op = Downsample(_number(params, "factor", 2, int, spec))
+    elif name == "inpaint":
+        mask = params.pop("mask", "box")
+        _, h, w = shape
+        if mask == "box":
+            size = _number(params, "size", 0.5, spec=spec)
+            bh, bw = round(h * size), round(w * size)
+            op = Inpaint.box(shape, (h - bh) // 2, (w - bw) // 2, bh, bw)
+        elif mask == "random":
+            op = Inpaint.random_pixels(shape, _number(params, "missing", 0.7, spec=spec), generator=generator)
+        elif mask == "strokes":
+            op = Inpaint.random_strokes(shape, _number(params, "n", 4, int, spec),
+                                        _number(params, "width", None, spec=spec), generator=generator)
+        else:
+            raise UsageError(f"unknown inpaint mask {mask!r} in {spec!r}; expected box, random or strokes")
+    else:
+        raise UsageError(f"unknown operator {name!r} in {spec!r}; expected {OPERATOR_HELP}")
+    if params:
+        raise UsageError(f"unknown parameter(s) {', '.join(params)} for operator {name!r}")
+    return op
+
+
+def parse_operator(spec: str, shape: tuple[int, int, int], generator: torch.Generator):
+    """Build an operator for images of ``shape`` from a spec; ``@`` composes right to left."""
+    parts = [part for part in spec.split("@")]
+    if any(not part.strip() for part in parts):
+        raise UsageError(f"cannot parse operator {spec!r}; expected {OPERATOR_HELP}")
+    op = None
+    for part in reversed(parts):  # the rightmost operator acts first
+        inner_shape = shape if op is None else op.output_shape(shape)
+        if len(inner_shape) != 3:
+            raise UsageError(f"operator {part.strip()!r} needs image-shaped input")
+        nxt = _operator(part, inner_shape, generator)
+        op = nxt if op is None else nxt @ op
+    try:
+        op.output_shape(shape)
+    except ValueError as err:
+        raise UsageError(f"operator {spec!r} does not fit images of shape {shape}: {err}") from None
+    return op
+
+
+def parse_solver(spec: str):
+    """Build a solver from ``name[:field=value,...]``, converting values to the field types."""
+    name, params = parse_spec(spec)
+    if name not in SOLVERS:
+        raise UsageError(f"unknown solver {name!r}; expected one of {', '.join(SOLVERS)}")
+    cls = SOLVERS[name]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in params.items():
+        if key not in fields:
+            raise UsageError(f"solver {name!r} has no parameter {key!r}; it has {', '.join(fields) or 'none'}")
+        default = fields[key].default
+        try:
+            kwargs[key] = type(default)(value) if isinstance(default, (int, float)) and not isinstance(default, bool) else value
+        except ValueError:
+            raise UsageError(f"{key}={value!r} for solver {name!r}: expected a {type(default).__name__}") from None
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"solver {spec!r}: {err}") from None
