@@ -9,7 +9,6 @@ import sys
 
 from ..types import GuidanceDivergedError
 from . import sample, solve
-from .errors import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except UsageError as err:
+    except ValueError as err:  # UsageError and the library's own early checks
         print(f"diffguide {args.command}: error: {err}", file=sys.stderr)
         return 2
     except GuidanceDivergedError as err:

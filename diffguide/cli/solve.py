@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import numpy as np
 import torch
 
 from ..counting import counting
@@ -23,7 +24,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--prior", required=True, help="diffusers model folder (unet/ + scheduler/)")
     p.add_argument("--operator", required=True, help=OPERATOR_HELP)
     p.add_argument("--solver", default="dps", help="solver spec, e.g. 'dps' or 'dps:zeta=0.5' (default: dps)")
-    p.add_argument("--input", required=True, help="ground-truth image (PNG) to measure and restore")
+    p.add_argument("--input", help="ground-truth image (PNG): measured through --operator, restored and scored")
+    p.add_argument("--measurement", help="an observed measurement y (PNG, or .npy of shape (C, H, W) in the prior's "
+                                         "data range) to restore instead of simulating one from --input; "
+                                         "--input, if also given, is the reference for the metrics")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--sigma-y", type=float, default=0.05, help="measurement noise std in the prior's data range")
     p.add_argument("--steps", type=int, default=100, help="sampling steps (default 100)")
@@ -37,14 +41,20 @@ def run(args) -> None:
         raise UsageError(f"solver {args.solver!r} is unguided; solve needs a guided solver such as dps")
     if not args.sigma_y > 0:
         raise UsageError(f"--sigma-y must be positive, got {args.sigma_y}")
+    if args.input is None and args.measurement is None:
+        raise UsageError("give --input (a ground-truth image to measure) or --measurement (an observed y), or both")
     prior = load_prior(args.prior)
-    truth = read_image(args.input, prior.shape[0], prior.data_range)
-    prior = fit_prior(prior, tuple(truth.shape[1:]))
+    truth = read_image(args.input, prior.shape[0], prior.data_range) if args.input else None
+    if truth is not None:
+        prior = fit_prior(prior, tuple(truth.shape[1:]))
     generator = torch.Generator().manual_seed(args.seed)
-    operator = parse_operator(args.operator, tuple(truth.shape[1:]), generator)
-    likelihood = GaussianLikelihood.simulate(operator, truth, args.sigma_y, generator)
+    operator = parse_operator(args.operator, tuple(prior.shape), generator)
+    if args.measurement:
+        likelihood = GaussianLikelihood(operator, read_measurement(args.measurement, prior), args.sigma_y)
+    else:
+        likelihood = GaussianLikelihood.simulate(operator, truth, args.sigma_y, generator)
     sigmas = schedule(prior, args.steps)
-    x = sigmas[0] * torch.randn(truth.shape, generator=generator)
+    x = sigmas[0] * torch.randn(1, *prior.shape, generator=generator)
 
     start = time.perf_counter()
     with counting() as counts:
@@ -54,18 +64,34 @@ def run(args) -> None:
     width = prior.data_range[1] - prior.data_range[0]
     with torch.no_grad():
         consistency = likelihood.distance(operator(result)) / likelihood.y.flatten(1).norm(dim=1)
-    report = {
-        "psnr": float(psnr(result, truth, width)), "ssim": float(ssim(result, truth, width)),
-        "relative_l2": float(relative_l2(result, truth)), "data_consistency": float(consistency),
+    report = {"data_consistency": float(consistency)}
+    if truth is not None:
+        report.update(psnr=float(psnr(result, truth, width)), ssim=float(ssim(result, truth, width)),
+                      relative_l2=float(relative_l2(result, truth)))
+    report.update({
         "nfe": counts.nfe, "operator_evals": counts.operator_evals, "grad_evals": counts.grad_evals,
         "wall_seconds": wall, "seed": args.seed, "steps": args.steps, "sigma_y": args.sigma_y,
         "operator": args.operator, "solver": type(solver).__name__, "config": dataclasses.asdict(solver),
-        "prior": str(args.prior), "input": str(args.input),
-    }
+        "prior": str(args.prior), "input": args.input, "measurement": args.measurement,
+    })
     measurement = likelihood.y[0]
-    shows_as_image = measurement.ndim == 3 and measurement.shape[0] == truth.shape[1]
+    shows_as_image = measurement.ndim == 3 and measurement.shape[0] == prior.shape[0]
     files = {"result.png": lambda path: save_image(result[0], path, prior.data_range), "result.json": report}
     if shows_as_image:
         files["measurement.png"] = lambda path: save_image(measurement, path, prior.data_range)
     out = write_outputs(args.out, files)
-    print(f"PSNR {report['psnr']:.2f} dB, SSIM {report['ssim']:.3f}, {counts.nfe} NFE, {wall:.1f} s -> {out}")
+    scores = f"PSNR {report['psnr']:.2f} dB, SSIM {report['ssim']:.3f}, " if truth is not None else ""
+    print(f"{scores}data consistency {float(consistency):.3f}, {counts.nfe} NFE, {wall:.1f} s -> {out}")
+
+
+def read_measurement(path: str, prior) -> torch.Tensor:
+    """A measurement from a PNG (in the prior's channels and range) or a float .npy array; (1, *shape)."""
+    if not path.endswith(".npy"):
+        return read_image(path, prior.shape[0], prior.data_range)
+    try:
+        y = torch.from_numpy(np.load(path, allow_pickle=False)).float()
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read measurement {path}: {err}") from None
+    if not torch.isfinite(y).all():
+        raise UsageError(f"measurement {path} contains NaN or Inf; expected finite values")
+    return y[None]
