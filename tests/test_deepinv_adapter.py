@@ -11,10 +11,8 @@ import deepinv as dinv
 from diffguide.priors import FromDeepinv, ToDeepinv
 from diffguide.schedules import karras_sigmas
 from diffguide.solvers.ddim import DDIM
-from diffguide.solvers.run import set_progress
 from diffguide.types import per_sample, sigma_batch
 
-set_progress(False)
 SHAPE = (1, 8, 8)
 
 

@@ -7,9 +7,7 @@ from diffusers import DDIMScheduler, UNet2DModel
 from diffguide.priors import DiffusersDenoiser
 from diffguide.schedules import scheduler_sigmas
 from diffguide.solvers.ddim import DDIM
-from diffguide.solvers.run import set_progress
 
-set_progress(False)
 STEPS = 20
 
 

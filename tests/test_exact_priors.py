@@ -7,21 +7,9 @@ import torch
 from diffguide.operators.identity import Identity
 from diffguide.priors.gaussian import GaussianPrior
 from diffguide.priors.gaussian_mixture import GaussianMixturePrior
-from diffguide.operators.base import LinearOperator
+from diffguide.operators.matrix import Matrix
 
 from problems import random_mixture
-
-
-class Matrix(LinearOperator):
-    def __init__(self, a):
-        super().__init__()
-        self.a = a
-
-    def forward(self, x):
-        return x @ self.a.T
-
-    def adjoint(self, y):
-        return y @ self.a
 
 
 def monte_carlo_denoiser(prior, x, sigma, n, generator):

@@ -8,7 +8,7 @@ import torch
 
 from diffguide.counting import counting
 from diffguide.operators import (Blur, DeepinvLinearPhysics, DeepinvPhysics, Downsample, Identity, Inpaint,
-                                 LinearOperator, Operator, compose, from_deepinv)
+                                 LinearOperator, Matrix, Operator, compose, from_deepinv)
 from diffguide.operators.composition import LinearComposition
 
 F64 = torch.float64
@@ -60,6 +60,8 @@ LINEAR = {
     "inpaint-pixels": (lambda: Inpaint.random_pixels((3, 8, 8), 0.5, generator=seeded(0)), (3, 8, 8)),
     "inpaint-strokes": (lambda: Inpaint.random_strokes((1, 12, 12), generator=seeded(0)), (1, 12, 12)),
     "inpaint-per-channel": (lambda: Inpaint(torch.rand(2, 6, 6, generator=seeded(0)).round()), (2, 6, 6)),
+    "matrix-wide": (lambda: Matrix(rand(3, 6, seed=4)), (6,)),
+    "matrix-image-shaped": (lambda: Matrix(rand(5, 12, seed=5), (1, 3, 4)), (1, 3, 4)),
     "downsample-2": (lambda: Downsample(2), (2, 8, 8)),
     "downsample-4": (lambda: Downsample(4), (1, 8, 12)),
     "downsample@blur": (lambda: Downsample(2) @ Blur.gaussian(1.0, dtype=F64), (2, 8, 8)),

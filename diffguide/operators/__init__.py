@@ -6,6 +6,7 @@ from .deepinv_physics import DeepinvLinearPhysics, DeepinvPhysics, from_deepinv
 from .downsample import Downsample
 from .identity import Identity
 from .inpaint import Inpaint
+from .matrix import Matrix
 
-__all__ = ["Operator", "LinearOperator", "Identity", "Blur", "Inpaint", "Downsample", "DeepinvPhysics",
+__all__ = ["Operator", "LinearOperator", "Identity", "Blur", "Inpaint", "Downsample", "Matrix", "DeepinvPhysics",
            "DeepinvLinearPhysics", "from_deepinv", "compose"]

@@ -46,8 +46,9 @@ class DiffusersDenoiser(torch.nn.Module):
         table = sigmas_from_alphas_cumprod(alphas_cumprod)
         if table.ndim != 1 or len(table) < 2 or not (torch.isfinite(table).all() and table[0] > 0
                                                      and (table[1:] > table[:-1]).all()):
-            raise ValueError("alphas_cumprod must be a 1-D table strictly decreasing inside (0, 1), "
-                             f"got {len(alphas_cumprod)} values from {alphas_cumprod[0]:.6g} to {alphas_cumprod[-1]:.6g}")
+            raise ValueError("alphas_cumprod must be a 1-D table of at least 2 values strictly decreasing "
+                             f"inside (0, 1), got shape {tuple(alphas_cumprod.shape)} starting "
+                             f"{alphas_cumprod.flatten()[:4].tolist()}")
         self.unet = unet
         self.register_buffer("alphas_cumprod", alphas_cumprod)
         self.register_buffer("sigma_table", table)
@@ -56,6 +57,8 @@ class DiffusersDenoiser(torch.nn.Module):
         self.sigma_min, self.sigma_max = float(table[0]), float(table[-1])
         if shape is None:
             size = unet.config.sample_size
+            if size is None:
+                raise ValueError("the UNet's config has no sample_size; pass shape=(C, H, W)")
             height, width = (size, size) if isinstance(size, int) else size
             shape = (unet.config.in_channels, height, width)
         self.shape = self._checked_shape(shape)

@@ -1,0 +1,37 @@
+"""A dense linear operator ``y = A vec(x)`` for small problems (exact-posterior tests, benchmarks).
+
+``A`` is (m, n); samples of any per-sample ``input_shape`` with n entries are flattened,
+and the adjoint reshapes ``A^T y`` back to it."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import LinearOperator
+
+
+class Matrix(LinearOperator):
+    def __init__(self, a: torch.Tensor, input_shape: tuple[int, ...] | None = None):
+        super().__init__()
+        a = torch.as_tensor(a)
+        if a.ndim != 2:
+            raise ValueError(f"Matrix needs a 2-D (m, n) matrix, got shape {tuple(a.shape)}")
+        self.register_buffer("a", a)
+        self.in_shape = tuple(input_shape) if input_shape is not None else (a.shape[1],)
+        if math.prod(self.in_shape) != a.shape[1]:
+            raise ValueError(f"input shape {self.in_shape} does not hold the matrix's {a.shape[1]} columns")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.a.to(x.dtype).T
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return (y @ self.a.to(y.dtype)).reshape(y.shape[0], *self.in_shape)
+
+    def output_shape(self, input_shape):
+        if math.prod(input_shape) != self.a.shape[1]:
+            raise ValueError(f"Matrix with {self.a.shape[1]} columns cannot take samples of shape {tuple(input_shape)}")
+        return (self.a.shape[0],)
+
+    def input_shape(self, output_shape):
+        return self.in_shape
