@@ -150,7 +150,7 @@ def _load_unet(folder: Path) -> UNet2DModel:
     if name != "UNet2DModel":
         raise ValueError(f"{config_file}: model class {name!r}; expected 'UNet2DModel'")
     try:
-        return UNet2DModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+        return UNet2DModel.from_pretrained(folder, local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False)
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"{folder}: could not load the UNet2DModel weights ({reason}); expected a complete "
