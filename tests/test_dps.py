@@ -39,7 +39,7 @@ def run_dps(prior, likelihood, solver, n=256, steps=100, g=None):
     return solver(prior, likelihood, x, sigmas, generator=g)
 
 
-@pytest.mark.parametrize("solver", [DPS(zeta=0.5), DPS(step_size="constant", zeta=0.01)])
+@pytest.mark.parametrize("solver", [DPS(zeta=0.5), DPS(step_size="constant", zeta=0.003)])
 def test_dps_mean_error_well_below_prior(solver):
     prior, likelihood, truth, g = gaussian_problem()
     posterior = prior.posterior(likelihood.operator, likelihood.y, likelihood.sigma_y)

@@ -51,7 +51,7 @@ def mixture_posterior(quick: bool, generator: torch.Generator):
 
     n, steps = (500, 30) if quick else (4000, 200)
     sigmas = karras_sigmas(steps, 1e-3, 40.0).double()
-    solver = DPS(step_size="constant", zeta=0.03)  # the best of zeta in {0.003, 0.01, 0.03, 0.09}
+    solver = DPS(step_size="constant", zeta=0.03)  # the best of zeta in {3e-4, 1e-3, 3e-3, 0.01, 0.03}
     x = sigmas[0] * torch.randn(n, 2, generator=generator, dtype=torch.float64)
     with counting() as counts:
         samples = solver(prior, likelihood, x, sigmas, generator=generator)

@@ -4,11 +4,15 @@ Each step takes the Tweedie estimate ``x0 = D(x_i, sigma_i)``, an ancestral step
 ``x'_{i+1} = ddim_step(x_i, x0, eta)`` (the paper uses DDPM, ``eta = 1``) and the
 likelihood gradient through the denoiser (Algorithm 1):
 
-- ``step_size="paper"``: ``x_{i+1} = x'_{i+1} - zeta * grad_{x_i} ||y - A(x0(x_i))||``,
+- ``step_size="paper"``: ``z_{i+1} = z'_{i+1} - zeta * grad_{z_i} ||y - A(x0(z_i))||``,
   i.e. the paper's ``zeta_i = zeta' / ||y - A(x0)||`` applied to the squared residual
   (up to its factor 2), per sample. Requires a ``Likelihood``.
-- ``step_size="constant"``: ``x_{i+1} = x'_{i+1} + zeta * grad_{x_i} r(x0(x_i))`` for any
+- ``step_size="constant"``: ``z_{i+1} = z'_{i+1} + zeta * grad_{z_i} r(x0(z_i))`` for any
   differentiable reward ``r`` (for a Gaussian likelihood, ``r = -||y - A x0||^2 / 2 sigma_y^2``).
+
+The paper's updates are in VP variables ``z = x / sqrt(1 + sigma^2)``; rewritten for the
+VE state ``x`` a VP step ``-zeta grad_z`` is ``-zeta sqrt((1 + sigma_i^2)(1 + sigma_{i+1}^2)) grad_x``,
+which is what is applied here, so ``zeta`` means what it means in the paper.
 
 Requires a differentiable reward. Cost: one denoiser forward and one backward per step.
 """
@@ -16,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Literal
+
+import torch
 
 from ..rewards.likelihood import Likelihood
 from .base import Solver
@@ -47,6 +53,7 @@ class DPS(Solver):
         for i, sigma, sigma_next in run.steps():
             x0, _, grad = run.denoise_with_grad(x, sigma, objective)
             noise = run.noise_like(x) if self.eta > 0 else None
-            x = ddim_step(x, run.clip(x0), sigma, sigma_next, self.eta, noise) + self.zeta * grad
+            vp_scale = torch.sqrt((1 + sigma**2) * (1 + sigma_next**2))  # VP step -> VE step
+            x = ddim_step(x, run.clip(x0), sigma, sigma_next, self.eta, noise) + self.zeta * vp_scale * grad
             run.record(i, sigma_next, x, x0)
         return x
