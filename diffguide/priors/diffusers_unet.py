@@ -38,7 +38,8 @@ class DiffusersDenoiser(torch.nn.Module):
     """
 
     def __init__(self, unet: UNet2DModel, alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon",
-                 data_range: tuple[float, float] = (-1.0, 1.0), shape: tuple[int, int, int] | None = None):
+                 data_range: tuple[float, float] = (-1.0, 1.0), shape: tuple[int, int, int] | None = None,
+                 null_label: int | None = None):
         super().__init__()
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
@@ -53,6 +54,7 @@ class DiffusersDenoiser(torch.nn.Module):
         self.register_buffer("alphas_cumprod", alphas_cumprod)
         self.register_buffer("sigma_table", table)
         self.prediction_type = prediction_type
+        self.null_label = null_label  # the class-conditional UNet's "no label" class, used when none is given
         self.data_range = (float(data_range[0]), float(data_range[1]))
         self.sigma_min, self.sigma_max = float(table[0]), float(table[-1])
         if shape is None:
@@ -77,7 +79,8 @@ class DiffusersDenoiser(torch.nn.Module):
 
     def with_shape(self, shape: tuple[int, int, int]) -> "DiffusersDenoiser":
         """The same (shared) UNet and schedule for images of another size, used fully convolutionally."""
-        return type(self)(self.unet, self.alphas_cumprod, self.prediction_type, self.data_range, shape)
+        return type(self)(self.unet, self.alphas_cumprod, self.prediction_type, self.data_range, shape,
+                          self.null_label)
 
     def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
         """Continuous training timestep of each ``sigma`` (float64).
@@ -92,6 +95,8 @@ class DiffusersDenoiser(torch.nn.Module):
         sqrt_abar = torch.rsqrt(1 + s**2)
         x_vp = x * sqrt_abar
         t = self.timestep(sigma).to(torch.float32)
+        if self.null_label is not None and cond.get("class_labels") is None:
+            cond["class_labels"] = torch.full((x.shape[0],), self.null_label, dtype=torch.long, device=x.device)
         out = self.unet(x_vp.to(self.unet.dtype), t, **cond).sample.to(x.dtype)
         if self.prediction_type == "epsilon":
             return x - s * out
@@ -101,7 +106,7 @@ class DiffusersDenoiser(torch.nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, data_range: tuple[float, float] = (-1.0, 1.0),
-                        shape: tuple[int, int, int] | None = None) -> "DiffusersDenoiser":
+                        shape: tuple[int, int, int] | None = None, null_label: int | None = None) -> "DiffusersDenoiser":
         """Load from a local folder, never the network.
 
         Layouts: a diffusers pipeline (``path/unet/`` and ``path/scheduler/scheduler_config.json``)
@@ -118,7 +123,7 @@ class DiffusersDenoiser(torch.nn.Module):
             unet_dir, scheduler_file = path, path / "scheduler_config.json"
         scheduler = _load_scheduler(scheduler_file)
         unet = _load_unet(unet_dir)
-        return cls(unet, scheduler.alphas_cumprod, scheduler.config.prediction_type, data_range, shape)
+        return cls(unet, scheduler.alphas_cumprod, scheduler.config.prediction_type, data_range, shape, null_label)
 
 
 def _read_json(file: Path) -> dict:
