@@ -23,9 +23,10 @@ def load_digit_classifier(noise_aware: bool = False, folder: str | Path | None =
     folder = Path(folder) if folder is not None else WEIGHTS_DIR / (NOISY if noise_aware else CLEAN)
     card = json.loads((folder / "card.json").read_text())
     weights = folder / card["weights_file"]
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else "missing"
     if digest != card["weights_sha256"]:
-        raise ValueError(f"{weights} has sha256 {digest}, but {folder / 'card.json'} records {card['weights_sha256']}")
+        raise ValueError(f"{weights}: sha256 {digest[:16]}... does not match the card's {card['weights_sha256'][:16]}...; "
+                         "the weights file is corrupted or was replaced (reinstall diffguide)")
     model = DigitClassifier(**card["architecture"])
     if model.noise_aware != noise_aware:
         raise ValueError(f"{weights} holds a {'noise-aware' if model.noise_aware else 'clean'} classifier, asked for noise_aware={noise_aware}")
