@@ -1,0 +1,165 @@
+"""The demo's problems. Each returns ``(figure, metrics, caption)``; ``quick`` shrinks the work.
+
+- ``mixture-posterior``: DPS on a 2-D mixture against its exact posterior.
+- ``digits-deblur``, ``digits-inpaint``: held-out digits under blur and a missing box.
+- ``photos-inpaint``, ``photos-sr``: 128x128 crops of the photos prior's evaluation
+  images with random missing pixels and 4x super-resolution.
+- ``digits-class``: digits steered to a requested class by the clean classifier's log-probability.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ..counting import counting
+from ..data.digits import load_digits_split
+from ..data.photos import photos_eval
+from ..metrics import psnr, sliced_wasserstein, ssim
+from ..models.load import load_digit_classifier
+from ..operators.blur import Blur
+from ..operators.downsample import Downsample
+from ..operators.inpaint import Inpaint
+from ..operators.matrix import Matrix
+from ..plotting import comparison_figure, image_grid_figure, plt
+from ..priors.embedded import load
+from ..priors.gaussian_mixture import GaussianMixturePrior
+from ..rewards.classifier import ClassifierReward
+from ..rewards.likelihood import GaussianLikelihood
+from ..schedules import karras_sigmas
+from ..solvers.dps import DPS
+from .common import schedule
+
+
+def mixture_posterior(quick: bool, generator: torch.Generator):
+    """DPS on a 2-D mixture observed through x[0], against the exact posterior."""
+    angles = torch.arange(5, dtype=torch.float64) * 2 * torch.pi / 5
+    means = 2.5 * torch.stack([angles.cos(), angles.sin()], 1)
+    covs = torch.stack([torch.diag(torch.tensor([0.25, 0.05], dtype=torch.float64))] * 5)
+    rotations = torch.stack([torch.stack([angles.cos(), -angles.sin()], 1), torch.stack([angles.sin(), angles.cos()], 1)], 1)
+    prior = GaussianMixturePrior(torch.full((5,), 0.2), means, rotations @ covs @ rotations.transpose(1, 2))
+    operator = Matrix(torch.tensor([[1.0, 0.0]], dtype=torch.float64))
+    likelihood = GaussianLikelihood(operator, torch.tensor([[1.0]], dtype=torch.float64), sigma_y=0.3)
+    posterior = prior.posterior(operator, likelihood.y, likelihood.sigma_y)
+
+    n, steps = (500, 30) if quick else (4000, 200)
+    sigmas = karras_sigmas(steps, 1e-3, 40.0).double()
+    solver = DPS(step_size="constant", zeta=0.03)  # the best of zeta in {3e-4, 1e-3, 3e-3, 0.01, 0.03}
+    x = sigmas[0] * torch.randn(n, 2, generator=generator, dtype=torch.float64)
+    with counting() as counts:
+        samples = solver(prior, likelihood, x, sigmas, generator=generator)
+    exact, exact_again, prior_samples = (posterior.sample(n, generator), posterior.sample(n, generator),
+                                         prior.sample(n, generator))
+    sw = lambda a, b: float(sliced_wasserstein(a, b, generator=torch.Generator().manual_seed(0)))  # noqa: E731
+    metrics = {"sliced_wasserstein": sw(samples, exact), "floor": sw(exact_again, exact),
+               "prior": sw(prior_samples, exact), "mean_error": float((samples.mean(0) - posterior.mean()).norm()),
+               "nfe": counts.nfe, "solver": "DPS", "zeta": solver.zeta}
+
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.8), sharex=True, sharey=True)
+    for ax, points, title in zip(axes, (prior_samples, exact, samples),
+                                 ("prior", "exact posterior", f"DPS ({steps} steps)")):
+        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.4)
+        ax.axvline(float(likelihood.y), color="k", lw=0.8, ls="--")
+        ax.set_title(title)
+        ax.set_aspect("equal")
+    fig.suptitle(f"observe x[0] = 1.0 with noise 0.3: sliced W2 to the exact posterior {metrics['sliced_wasserstein']:.3f} "
+                 f"(floor {metrics['floor']:.3f}, prior {metrics['prior']:.3f})", fontsize=10)
+    fig.tight_layout()
+    caption = ("A five-component Gaussian mixture observed through its first coordinate. DPS (constant weight) "
+               "against samples of the closed-form posterior; the floor is the distance between two exact sample "
+               "sets of the same size. DPS's one-step likelihood approximation concentrates the samples on the "
+               "observation: it is not an exact posterior sampler.")
+    return fig, metrics, caption
+
+
+DIGITS = [0, 37, 75, 110, 145, 181, 217, 253]  # held-out positions: a mix of classes
+
+
+def restoration(prior, truth, operator, sigma_y, solver, steps, generator, title):
+    """Measure ``truth`` through ``operator`` with noise, restore with ``solver``, and score it."""
+    likelihood = GaussianLikelihood.simulate(operator, truth, sigma_y, generator)
+    sigmas = schedule(prior, steps)
+    x = sigmas[0] * torch.randn(truth.shape, generator=generator)
+    start = time.perf_counter()
+    with counting() as counts:
+        result = solver(prior, likelihood, x, sigmas, generator=generator)
+    width = prior.data_range[1] - prior.data_range[0]
+    metrics = {"psnr": float(psnr(result, truth, width).mean()), "ssim": float(ssim(result, truth, width).mean()),
+               "nfe": counts.nfe, "seconds": time.perf_counter() - start, "solver": repr(solver),
+               "sigma_y": sigma_y, "images": len(truth)}
+    measurement = F.interpolate(likelihood.y, size=truth.shape[-2:], mode="nearest")  # low-res shown blocky
+    fig = comparison_figure({"measurement": measurement, f"DPS ({steps} steps)": result, "ground truth": truth},
+                            prior.data_range,
+                            f"{title}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f} (mean over {len(truth)})")
+    return fig, metrics
+
+
+def held_out_digits():
+    _, _, images, labels = load_digits_split()
+    return images[DIGITS], labels[DIGITS]
+
+
+def digits_deblur(quick, generator):
+    truth, _ = held_out_digits()
+    steps = 20 if quick else 100
+    fig, metrics = restoration(load("digits"), truth, Blur.gaussian(1.5), 0.05, DPS(zeta=1.0), steps, generator,
+                               "Gaussian blur (sigma 1.5 px), noise 0.05")
+    return fig, metrics, "Held-out digits (never seen in training) blurred and noisy, restored by DPS over the `digits` prior."
+
+
+def digits_inpaint(quick, generator):
+    truth, _ = held_out_digits()
+    steps = 20 if quick else 100
+    operator = Inpaint.box((1, 16, 16), 4, 4, 8, 8)
+    fig, metrics = restoration(load("digits"), truth, operator, 0.05, DPS(zeta=1.0), steps, generator,
+                               "central 8x8 box missing, noise 0.05")
+    return fig, metrics, "Held-out digits with the central quarter missing, inpainted by DPS over the `digits` prior."
+
+
+def photos_crops(quick):
+    crops = photos_eval()
+    return crops[:, :, :64, :64] if quick else crops
+
+
+def photos_inpaint(quick, generator):
+    truth = photos_crops(quick)
+    prior = load("photos").with_shape(tuple(truth.shape[1:]))
+    operator = Inpaint.random_pixels(tuple(truth.shape[1:]), 0.7, generator=generator)
+    fig, metrics = restoration(prior, truth, operator, 0.02, DPS(zeta=1.0), 10 if quick else 60, generator,
+                               "70% of pixels missing, noise 0.02")
+    return fig, metrics, ("128x128 crops of `astronaut` and `coffee` (held out of the `photos` prior's training; "
+                          "the prior was trained on 32x32 crops and runs fully convolutionally here).")
+
+
+def photos_sr(quick, generator):
+    truth = photos_crops(quick)
+    prior = load("photos").with_shape(tuple(truth.shape[1:]))
+    fig, metrics = restoration(prior, truth, Downsample(4), 0.02, DPS(zeta=1.0), 10 if quick else 60, generator,
+                               "4x super-resolution, noise 0.02")
+    return fig, metrics, "4x super-resolution (block-average downsampling) of the same crops."
+
+
+def digits_class(quick, generator):
+    prior, classifier = load("digits"), load_digit_classifier()
+    labels = torch.arange(10).repeat(1 if quick else 2)
+    steps = 20 if quick else 100
+    sigmas = schedule(prior, steps)
+    x = sigmas[0] * torch.randn(len(labels), *prior.shape, generator=generator)
+    solver = DPS(step_size="constant", zeta=0.1)
+    with counting() as counts:
+        samples = solver(prior, ClassifierReward(classifier, labels), x, sigmas, generator=generator)
+    with torch.no_grad():
+        predicted = classifier(samples).argmax(1)
+    accuracy = float((predicted == labels).float().mean())
+    fig = image_grid_figure(samples, prior.data_range, columns=10,
+                            labels=[f"{int(t)}->{int(p)}" for t, p in zip(labels, predicted)],
+                            title=f"requested -> classified: {accuracy:.0%} as requested")
+    metrics = {"accuracy": accuracy, "nfe": counts.nfe, "solver": repr(solver)}
+    return fig, metrics, ("Unconditional `digits` prior steered by DPS with the clean classifier's log-probability "
+                          "of the requested class as reward (the classifier also judges here; an independent "
+                          "judge comes with the reward benchmarks).")
+
+
+PROBLEMS = {"mixture-posterior": mixture_posterior, "digits-deblur": digits_deblur, "digits-inpaint": digits_inpaint,
+            "photos-inpaint": photos_inpaint, "photos-sr": photos_sr, "digits-class": digits_class}

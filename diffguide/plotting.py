@@ -1,0 +1,51 @@
+"""Figures people would rather look at than read: image comparisons with their scores."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+
+def _show(ax, image: torch.Tensor, data_range: tuple[float, float]) -> None:
+    low, high = data_range
+    array = ((image.detach().float().cpu() - low) / (high - low)).clamp(0, 1).permute(1, 2, 0).numpy()
+    ax.imshow(array[:, :, 0] if array.shape[2] == 1 else array, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def comparison_figure(rows: dict[str, torch.Tensor], data_range: tuple[float, float], title: str = "",
+                      size: float = 1.3):
+    """One column per sample, one row per named batch (e.g. measurement / result / truth)."""
+    names = list(rows)
+    columns = len(next(iter(rows.values())))
+    fig, axes = plt.subplots(len(names), columns, figsize=(size * columns + 0.8, size * len(names) + 0.5),
+                             squeeze=False)
+    for r, name in enumerate(names):
+        for c in range(columns):
+            _show(axes[r, c], rows[name][c], data_range)
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid_figure(images: torch.Tensor, data_range: tuple[float, float], columns: int, title: str = "",
+                      labels: list[str] | None = None, size: float = 0.9):
+    """A grid of images, optionally labelled."""
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns + 0.4, size * rows + 0.6), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < len(images):
+            _show(ax, images[i], data_range)
+            if labels:
+                ax.set_title(labels[i], fontsize=7)
+        else:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
