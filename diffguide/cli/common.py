@@ -9,14 +9,17 @@ from pathlib import Path
 import torch
 
 from ..priors.diffusers_unet import DiffusersDenoiser
+from ..priors.embedded import available, load
 from ..schedules import karras_sigmas
 from .errors import UsageError
 
 
-def load_prior(path: str):
-    """A prior from a local diffusers model folder."""
+def load_prior(spec: str):
+    """A shipped prior by name (``digits``, ``photos``) or a local diffusers model folder."""
     try:
-        return DiffusersDenoiser.from_pretrained(path)
+        if spec in available() and not Path(spec).exists():
+            return load(spec)
+        return DiffusersDenoiser.from_pretrained(spec)
     except ValueError as err:
         raise UsageError(f"cannot load prior: {err}") from None
 

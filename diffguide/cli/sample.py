@@ -17,7 +17,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("sample", help="draw unguided samples from a prior",
                               description="Draw --n samples with an unguided sampler and write sample_NNN.png, "
                                           "grid.png and samples.json to --out.")
-    p.add_argument("--prior", required=True, help="diffusers model folder (unet/ + scheduler/)")
+    p.add_argument("--prior", required=True, help="a shipped prior (digits, photos) or a diffusers model folder (unet/ + scheduler/)")
     p.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--solver", default="ddim", help=f"unguided sampler spec: one of {', '.join(UNGUIDED)} (default ddim)")
@@ -36,7 +36,7 @@ def run(args) -> None:
     prior = load_prior(args.prior)
     cond = {}
     if args.class_label is not None:
-        classes = getattr(prior.unet.config, "num_class_embeds", None)
+        classes = prior.null_label or getattr(prior.unet.config, "num_class_embeds", None)
         if not classes or not 0 <= args.class_label < classes:
             raise UsageError(f"--class-label {args.class_label} does not fit the prior "
                              f"({'labels 0..' + str(classes - 1) if classes else 'not class-conditional'})")

@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
                               description="Measure --input through --operator with Gaussian noise, restore it "
                                           "with --solver over the prior, and write measurement.png, result.png "
                                           "and result.json (metrics, NFE, wall time, seed) to --out.")
-    p.add_argument("--prior", required=True, help="diffusers model folder (unet/ + scheduler/)")
+    p.add_argument("--prior", required=True, help="a shipped prior (digits, photos) or a diffusers model folder (unet/ + scheduler/)")
     p.add_argument("--operator", required=True, help=OPERATOR_HELP)
     p.add_argument("--solver", default="dps", help="solver spec, e.g. 'dps' or 'dps:zeta=0.5' (default: dps)")
     p.add_argument("--input", help="ground-truth image (PNG): measured through --operator, restored and scored")
