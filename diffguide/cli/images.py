@@ -45,8 +45,9 @@ def save_image(x: torch.Tensor, path: Path, data_range: tuple[float, float]) -> 
     Image.fromarray(to_uint8(x, data_range)).save(path)
 
 
-def grid(x: torch.Tensor, columns: int | None = None, pad: int = 1) -> torch.Tensor:
-    """Tile a (B, C, H, W) batch into one (C, H', W') image, padded with the batch minimum."""
+def grid(x: torch.Tensor, columns: int | None = None, pad: int = 1, min_width: int = 256) -> torch.Tensor:
+    """Tile a (B, C, H, W) batch into one (C, H', W') image, padded with the batch minimum and
+    enlarged by an integer factor (nearest) to at least ``min_width`` pixels so small images are visible."""
     b, c, h, w = x.shape
     columns = columns or math.ceil(math.sqrt(b))
     rows = math.ceil(b / columns)
@@ -54,4 +55,5 @@ def grid(x: torch.Tensor, columns: int | None = None, pad: int = 1) -> torch.Ten
     for i in range(b):
         r, col = divmod(i, columns)
         out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = x[i]
-    return out
+    factor = max(1, -(-min_width // out.shape[-1]))
+    return out.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
