@@ -1,0 +1,18 @@
+"""``diffguide demo --quick`` writes every file it promises."""
+import json
+
+from diffguide.cli import main
+from diffguide.cli.demo_problems import PROBLEMS
+
+
+def test_quick_demo_writes_report_figures_and_metrics(tmp_path):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
+    out = tmp_path / "demo"
+    metrics = json.loads((out / "metrics.json").read_text())
+    report = (out / "report.md").read_text()
+    assert set(metrics) == set(PROBLEMS)
+    for name in PROBLEMS:
+        assert (out / f"{name}.png").stat().st_size > 1000
+        assert f"![{name}]({name}.png)" in report
+    for name in ("digits-deblur", "digits-inpaint", "photos-inpaint", "photos-sr"):
+        assert metrics[name]["psnr"] > 10 and 0 < metrics[name]["ssim"] <= 1

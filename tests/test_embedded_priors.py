@@ -1,0 +1,57 @@
+"""The shipped priors load offline, check their weights, and sample."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from diffguide.priors import available, load
+from diffguide.priors.embedded import WEIGHTS_DIR, WEIGHTS_FILE, card
+from diffguide.schedules import karras_sigmas
+from diffguide.solvers.ddim import DDIM
+
+
+@pytest.mark.parametrize("name", ["digits", "photos"])
+def test_shipped_prior_loads_offline_and_samples(name, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert name in available()
+    prior = load(name)
+    info = card(name)
+    assert info["weights_bytes"] <= 8 * 1024 * 1024
+    sigmas = karras_sigmas(8, 0.01, 80.0)
+    x = sigmas[0] * torch.randn(2, *prior.shape, generator=torch.Generator().manual_seed(0))
+    samples = DDIM()(prior, None, x, sigmas)
+    assert samples.shape == (2, *prior.shape) and torch.isfinite(samples).all()
+    assert samples.abs().max() < 3  # in the data range [-1, 1] up to sampler overshoot, not noise at sigma 80
+
+
+def test_digits_prior_is_class_conditional_with_a_null_label():
+    prior = load("digits")
+    x = torch.randn(2, *prior.shape, generator=torch.Generator().manual_seed(0))
+    unconditional = prior(x, 1.0)
+    assert torch.equal(unconditional, prior(x, 1.0, class_labels=torch.full((2,), prior.null_label)))
+    assert not torch.allclose(unconditional, prior(x, 1.0, class_labels=torch.tensor([3, 3])))
+
+
+def test_corrupted_weights_are_a_clear_error(tmp_path):
+    folder = tmp_path / "digits"
+    shutil.copytree(WEIGHTS_DIR / "digits", folder)
+    assert load("digits", folder).shape == (1, 16, 16)  # an intact copy loads
+    weights = folder / WEIGHTS_FILE
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256"):
+        load("digits", folder)
+
+
+def test_unknown_prior_names_what_exists():
+    with pytest.raises(ValueError, match="available: .*digits"):
+        load("cifar")
+
+
+@pytest.mark.parametrize("name", ["digits", "photos"])
+def test_cards_hold_what_the_issue_asks(name):
+    info = json.loads((WEIGHTS_DIR / name / "card.json").read_text())
+    for key in ("data", "resolution", "schedule", "parameters", "training_steps", "final_loss_ema", "training_seconds", "weights_sha256"):
+        assert key in info, key
