@@ -1,4 +1,4 @@
-"""Train a diffusion prior from the command line: ``python -m diffguide.training --data digits --steps N --out DIR``."""
+"""Train a diffusion prior from the command line: ``python -m diffguide.training --data digits|photos --steps N --out DIR``."""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +6,12 @@ import argparse
 import torch
 
 from diffguide.data.digits import digits_train
+from diffguide.data.photos import photos_train
 from diffguide.training.train import train
+from diffguide.training.unet import photos_unet_config, unet_config
 
-DATA = {"digits": digits_train}
+#: training images and network config of each prior
+DATA = {"digits": (digits_train, unet_config), "photos": (photos_train, photos_unet_config)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,8 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    data, config = DATA[args.data]
     final = train(
-        DATA[args.data],
+        data,
         args.steps,
         args.out,
         batch_size=args.batch_size,
@@ -38,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         label_dropout=args.label_dropout,
         seed=args.seed,
         bf16=args.bf16,
+        unet=config(),
         checkpoint_every_seconds=args.checkpoint_every_seconds,
     )
     print(f"exported {final}")

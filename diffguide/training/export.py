@@ -38,7 +38,8 @@ def export_final(
         weights_sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
         resolution=config["unet"]["sample_size"],
         channels=config["unet"]["in_channels"],
-        class_labels=f"0-{NULL_LABEL - 1}, {NULL_LABEL} = null (unconditional)",
+        class_labels=(f"0-{NULL_LABEL - 1}, {NULL_LABEL} = null (unconditional)"
+                      if config["unet"].get("num_class_embeds") else "none (unconditional)"),
         schedule=config["scheduler"],
         prediction_type=config["scheduler"]["prediction_type"],
         training=config["training"],

@@ -53,7 +53,8 @@ def train(
     """Train for ``steps`` optimizer steps in total, resuming from ``out`` if it holds a checkpoint.
 
     ``data`` returns float images (N, C, H, W) in the model's value range and int64
-    labels (N,) in 0..9. ``bf16`` runs the network under CPU bfloat16 autocast
+    labels (N,) in 0..9; an unconditional ``unet`` config (no ``num_class_embeds``)
+    ignores the labels. ``bf16`` runs the network under CPU bfloat16 autocast
     (the loss and the weights stay float32). Returns the exported ``out/final``.
     """
     out = Path(out)
@@ -189,7 +190,7 @@ def _loss(
     else:
         target = eps
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        prediction = model(x, t, class_labels=y).sample
+        prediction = model(x, t, class_labels=y if model.config.num_class_embeds else None).sample
     return F.mse_loss(prediction.float(), target)
 
 

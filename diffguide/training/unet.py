@@ -1,9 +1,15 @@
-"""The digits prior's network and noise schedule.
+"""The networks of the digits and photos priors, and their noise schedule.
 
-Network: a diffusers ``UNet2DModel`` for 16x16x1 images, class-conditional with
+Digits network: a diffusers ``UNet2DModel`` for 16x16x1 images, class-conditional with
 ``num_class_embeds=11`` (labels 0-9; label 10 is the null label used for
 unconditional / classifier-free guided sampling). Channels (32, 64, 64) at
 16x16 -> 8x8 -> 4x4, self-attention at 8x8 and in the 4x4 middle block.
+
+Photos network: unconditional RGB, channels (32, 64, 64) at 32x32 -> 16x16 -> 8x8,
+two residual blocks per level and no attention anywhere, so it is purely
+convolutional: trained on 32x32 crops, it runs on any image whose sides are
+multiples of 4 (e.g. 128x128 crops). 1.52M parameters,
+6.1 MB of float32 weights.
 
 Schedule: 1000 DDPM steps with the cosine ("squaredcos_cap_v2") betas of
 Nichol & Dhariwal (2021): a linear schedule destroys a 16x16 image within the
@@ -36,6 +42,23 @@ def unet_config(**overrides: Any) -> dict[str, Any]:
         attention_head_dim=32,
         norm_num_groups=8,
         num_class_embeds=NULL_LABEL + 1,
+    )
+    config.update(overrides)
+    return config
+
+
+def photos_unet_config(**overrides: Any) -> dict[str, Any]:
+    """Keyword arguments of ``UNet2DModel`` for the photos prior; ``overrides`` replace entries."""
+    config = dict(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(32, 64, 64),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D", "UpBlock2D"),
+        add_attention=False,
+        norm_num_groups=8,
     )
     config.update(overrides)
     return config
