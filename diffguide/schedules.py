@@ -1,8 +1,6 @@
 """Noise schedules: 1-D tensors of decreasing sigmas that end in 0 (VE/EDM convention)."""
 from __future__ import annotations
 
-import math
-
 import torch
 
 

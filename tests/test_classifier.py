@@ -12,14 +12,6 @@ from diffguide.rewards.base import Reward
 from diffguide.rewards.classifier import ClassifierReward
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @functools.cache
 def held_out():
     _, _, x, y = load_digits_split()

@@ -2,7 +2,6 @@
 import json
 
 import numpy as np
-import pytest
 import skimage.data
 import torch
 
@@ -12,14 +11,6 @@ from diffguide.data.photos import (EVAL_CORNERS, EVAL_IMAGES, TRAIN_IMAGES, halv
 from diffguide.priors.diffusers_unet import DiffusersDenoiser
 from diffguide.training import NULL_LABEL, make_unet, train
 from diffguide.training.unet import photos_unet_config
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _ramp(height=40, width=50):

@@ -13,15 +13,6 @@ from diffguide.training.checkpoint import load_checkpoint
 TINY = unet_config(block_out_channels=(8, 16, 16), layers_per_block=1, attention_head_dim=8, norm_num_groups=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest, and steadiest on a shared machine, on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @functools.cache
 def _sixteen():
     x, y, _, _ = load_digits_split()
