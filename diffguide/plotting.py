@@ -21,7 +21,7 @@ def comparison_figure(rows: dict[str, torch.Tensor], data_range: tuple[float, fl
     """One column per sample, one row per named batch (e.g. measurement / result / truth)."""
     names = list(rows)
     columns = len(next(iter(rows.values())))
-    fig, axes = plt.subplots(len(names), columns, figsize=(size * columns + 0.8, size * len(names) + 0.5),
+    fig, axes = plt.subplots(len(names), columns, figsize=(max(size * columns + 0.8, 5.0), size * len(names) + 0.5),
                              squeeze=False)
     for r, name in enumerate(names):
         for c in range(columns):
