@@ -30,9 +30,9 @@ def add_parser(subparsers) -> None:
 def run(args) -> None:
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}")
-    if args.solver.split(":")[0].strip().lower() not in UNGUIDED:
-        raise UsageError(f"sample takes an unguided sampler ({', '.join(UNGUIDED)}), got {args.solver!r}")
     solver = parse_solver(args.solver)
+    if solver.needs != "none":
+        raise UsageError(f"sample takes an unguided sampler ({', '.join(UNGUIDED)}), got {args.solver!r}")
     prior = load_prior(args.prior)
     cond = {}
     if args.class_label is not None:

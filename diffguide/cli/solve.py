@@ -13,7 +13,7 @@ from ..rewards.likelihood import GaussianLikelihood
 from .common import fit_prior, load_prior, schedule, write_outputs
 from .errors import UsageError
 from .images import read_image, save_image
-from .specs import OPERATOR_HELP, UNGUIDED, parse_operator, parse_solver
+from .specs import OPERATOR_HELP, parse_operator, parse_solver
 
 
 def add_parser(subparsers) -> None:
@@ -37,7 +37,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> None:
     solver = parse_solver(args.solver)
-    if args.solver.split(":")[0].strip().lower() in UNGUIDED:
+    if solver.needs == "none":
         raise UsageError(f"solver {args.solver!r} is unguided; solve needs a guided solver such as dps")
     if not args.sigma_y > 0:
         raise UsageError(f"--sigma-y must be positive, got {args.sigma_y}")

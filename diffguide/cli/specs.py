@@ -20,7 +20,7 @@ from ..solvers.heun import Heun
 from .errors import UsageError
 
 SOLVERS = {"dps": DPS, "ddim": DDIM, "ddpm": DDPM, "euler": Euler, "heun": Heun}
-UNGUIDED = ("ddim", "ddpm", "euler", "heun")
+UNGUIDED = tuple(name for name, cls in SOLVERS.items() if cls.needs == "none")
 
 OPERATOR_HELP = (
     "identity | blur:sigma=S[,size=K] | downsample:factor=F | "
