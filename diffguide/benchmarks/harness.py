@@ -1,0 +1,51 @@
+"""``diffguide bench``: every (instance, solver, seed) of a task at an explicit NFE budget.
+
+A task gives its instances and runs one solver on one instance with one seed, returning
+its metrics; the harness times the run, counts the work (``diffguide.counting``), records
+the process's peak resident memory so far, and appends the record (``results.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import resource
+import time
+from pathlib import Path
+from typing import Protocol
+
+from tqdm.auto import tqdm
+
+from ..counting import counting
+from .results import append_result, read_results, run_key
+
+
+class Task(Protocol):
+    name: str
+
+    def instances(self, reduced: bool) -> list[str]:
+        """Names of the task's instances (``reduced``: a tiny version for tests)."""
+
+    def run(self, instance: str, solver, seed: int, nfe: int, reduced: bool) -> dict:
+        """Run ``solver`` on ``instance`` with ``nfe`` denoiser calls; return the task's metrics."""
+
+
+def run_benchmark(task: Task, solvers: dict[str, object], seeds: int, nfe: int, out: Path,
+                  reduced: bool = False) -> list[dict]:
+    """Run what ``out/results.jsonl`` does not hold yet; returns the records written now."""
+    done = {run_key(record) for record in read_results(out)}
+    jobs = [(instance, name, solver, seed) for instance in task.instances(reduced)
+            for name, solver in solvers.items() for seed in range(seeds)]
+    written = []
+    for instance, name, solver, seed in tqdm(jobs, desc=f"bench {task.name}", leave=False):
+        record = {"task": task.name, "instance": instance, "solver": name, "config": dataclasses.asdict(solver),
+                  "seed": seed, "nfe_budget": nfe}
+        if run_key(record) in done:
+            continue
+        start = time.perf_counter()
+        with counting() as counts:
+            metrics = task.run(instance, solver, seed, nfe, reduced)
+        record.update(metrics=metrics, nfe=counts.nfe, operator_evals=counts.operator_evals,
+                      grad_evals=counts.grad_evals, wall_seconds=time.perf_counter() - start,
+                      peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        append_result(out, record)
+        written.append(record)
+    return written

@@ -1,0 +1,44 @@
+"""``diffguide bench TASK --out DIR`` runs a benchmark task; ``diffguide bench report DIR`` summarises it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..benchmarks.harness import run_benchmark
+from ..benchmarks.report import write_report
+from ..benchmarks.tasks.gmm_posterior import GMMPosterior
+from .errors import UsageError
+from .specs import parse_solver
+
+TASKS = {"gmm-posterior": GMMPosterior}
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="run a benchmark task, or 'bench report DIR'",
+                              description="Run every (instance, solver, seed) of TASK at the NFE budget and append "
+                                          "one JSON line per run to DIR/results.jsonl (a rerun skips what is done); "
+                                          "'diffguide bench report DIR' writes DIR/report.md and plots.")
+    p.add_argument("task", help=f"one of {', '.join(TASKS)}, or 'report'")
+    p.add_argument("dir", nargs="?", help="with 'report': the results folder")
+    p.add_argument("--solver", action="append", default=None, help="solver spec, repeatable (default: dps)")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--nfe", type=int, action="append", default=None, help="NFE budget, repeatable (default 100)")
+    p.add_argument("--out", help="results folder")
+    p.add_argument("--reduced", action="store_true", help="tiny instances (for tests)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> None:
+    if args.task == "report":
+        if not args.dir:
+            raise UsageError("usage: diffguide bench report DIR")
+        print(f"report: {write_report(Path(args.dir))}")
+        return
+    if args.task not in TASKS:
+        raise UsageError(f"unknown task {args.task!r}; expected one of {', '.join(TASKS)}")
+    if not args.out:
+        raise UsageError("--out DIR is required")
+    solvers = {spec: parse_solver(spec) for spec in (args.solver or ["dps"])}
+    task = TASKS[args.task]()
+    for nfe in args.nfe or [100]:
+        written = run_benchmark(task, solvers, args.seeds, nfe, Path(args.out), reduced=args.reduced)
+        print(f"{args.task} at {nfe} NFE: {len(written)} new runs -> {Path(args.out) / 'results.jsonl'}")
