@@ -62,3 +62,13 @@ def test_cli_bench_and_report(tmp_path):
     assert "| gmm-posterior | d2-k4-mask-s0.5 | dps | 5 |" in report and (out / "gmm_posterior_nfe.png").is_file()
     assert main(["bench", "nope", "--out", str(out)]) == 2
     assert json.loads((out / RESULTS).read_text().splitlines()[0])["task"] == "gmm-posterior"
+
+
+def test_reduced_restore_task_scores_every_instance(tmp_path):
+    from diffguide.benchmarks.tasks.restore import Restore
+
+    written = run_benchmark(Restore(), {"dps": DPS()}, seeds=1, nfe=5, out=tmp_path, reduced=True)
+    assert [record["instance"] for record in written] == Restore().instances(True)
+    for record in written:
+        assert record["nfe"] == 5 and record["grad_evals"] == 5
+        assert 5 < record["metrics"]["psnr"] < 60 and 0 < record["metrics"]["data_consistency"] < 10

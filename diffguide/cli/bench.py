@@ -6,10 +6,11 @@ from pathlib import Path
 from ..benchmarks.harness import run_benchmark
 from ..benchmarks.report import write_report
 from ..benchmarks.tasks.gmm_posterior import GMMPosterior
+from ..benchmarks.tasks.restore import Restore
 from .errors import UsageError
 from .specs import parse_solver
 
-TASKS = {"gmm-posterior": GMMPosterior}
+TASKS = {"gmm-posterior": GMMPosterior, "restore": Restore}
 
 
 def add_parser(subparsers) -> None:

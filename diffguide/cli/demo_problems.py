@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..counting import counting
+from ..benchmarks.tasks.restore import DIGITS
 from ..data.digits import load_digits_split
 from ..data.photos import photos_eval
 from ..metrics import psnr, sliced_wasserstein, ssim
@@ -73,7 +74,6 @@ def mixture_posterior(quick: bool, generator: torch.Generator):
     return fig, metrics, caption
 
 
-DIGITS = [0, 37, 75, 110, 145, 181, 217, 253]  # held-out positions: a mix of classes
 
 
 def restoration(prior, truth, operator, sigma_y, solver, steps, generator, title):
