@@ -72,3 +72,14 @@ def test_reduced_restore_task_scores_every_instance(tmp_path):
     for record in written:
         assert record["nfe"] == 5 and record["grad_evals"] == 5
         assert 5 < record["metrics"]["psnr"] < 60 and 0 < record["metrics"]["data_consistency"] < 10
+
+
+def test_deepinv_peers_run_in_the_same_results_at_the_same_budget(tmp_path):
+    out = tmp_path / "peers"
+    assert main(["bench", "restore", "--reduced", "--solver", "dps", "--solver", "deepinv-dps:weight=2",
+                 "--solver", "deepinv-diffpir", "--nfe", "6", "--out", str(out)]) == 0
+    records = read_results(out)
+    assert {r["solver"] for r in records} == {"dps", "deepinv-dps:weight=2", "deepinv-diffpir"}
+    assert all(r["nfe"] == 6 for r in records)  # equal budgets, counted on the prior's side
+    assert all(5 < r["metrics"]["psnr"] < 60 for r in records)
+    assert main(["bench", "restore", "--solver", "deepinv-dps:rho=1", "--out", str(out)]) == 2

@@ -1,16 +1,33 @@
 """``diffguide bench TASK --out DIR`` runs a benchmark task; ``diffguide bench report DIR`` summarises it."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ..benchmarks.harness import run_benchmark
+from ..benchmarks.peers import DeepinvPeer
 from ..benchmarks.report import write_report
 from ..benchmarks.tasks.gmm_posterior import GMMPosterior
 from ..benchmarks.tasks.restore import Restore
 from .errors import UsageError
-from .specs import parse_solver
+from .specs import parse_spec, parse_solver
 
 TASKS = {"gmm-posterior": GMMPosterior, "restore": Restore}
+PEERS = ("deepinv-dps", "deepinv-diffpir")
+
+
+def parse_bench_solver(spec: str):
+    """A diffguide solver spec, or a deepinv peer: ``deepinv-dps[:weight=W]``, ``deepinv-diffpir[:zeta=Z,lambda_=L]``."""
+    name, params = parse_spec(spec)
+    if name not in PEERS:
+        return parse_solver(spec)
+    fields = {f.name for f in dataclasses.fields(DeepinvPeer)} - {"method"}
+    if set(params) - fields:
+        raise UsageError(f"{name} has no parameter(s) {', '.join(set(params) - fields)}; it has {', '.join(sorted(fields))}")
+    try:
+        return DeepinvPeer(method=name.removeprefix("deepinv-"), **{k: float(v) for k, v in params.items()})
+    except ValueError as err:
+        raise UsageError(f"{spec!r}: {err}") from None
 
 
 def add_parser(subparsers) -> None:
@@ -20,7 +37,8 @@ def add_parser(subparsers) -> None:
                                           "'diffguide bench report DIR' writes DIR/report.md and plots.")
     p.add_argument("task", help=f"one of {', '.join(TASKS)}, or 'report'")
     p.add_argument("dir", nargs="?", help="with 'report': the results folder")
-    p.add_argument("--solver", action="append", default=None, help="solver spec, repeatable (default: dps)")
+    p.add_argument("--solver", action="append", default=None,
+                   help=f"solver spec, repeatable (default: dps); also the peers {', '.join(PEERS)}")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--nfe", type=int, action="append", default=None, help="NFE budget, repeatable (default 100)")
     p.add_argument("--out", help="results folder")
@@ -38,7 +56,7 @@ def run(args) -> None:
         raise UsageError(f"unknown task {args.task!r}; expected one of {', '.join(TASKS)}")
     if not args.out:
         raise UsageError("--out DIR is required")
-    solvers = {spec: parse_solver(spec) for spec in (args.solver or ["dps"])}
+    solvers = {spec: parse_bench_solver(spec) for spec in (args.solver or ["dps"])}
     task = TASKS[args.task]()
     for nfe in args.nfe or [100]:
         written = run_benchmark(task, solvers, args.seeds, nfe, Path(args.out), reduced=args.reduced)
