@@ -83,3 +83,13 @@ def test_deepinv_peers_run_in_the_same_results_at_the_same_budget(tmp_path):
     assert all(r["nfe"] == 6 for r in records)  # equal budgets, counted on the prior's side
     assert all(5 < r["metrics"]["psnr"] < 60 for r in records)
     assert main(["bench", "restore", "--solver", "deepinv-dps:rho=1", "--out", str(out)]) == 2
+
+
+def test_process_pool_gives_the_same_records_as_in_process(tmp_path):
+    from diffguide.executors import ProcessPool
+
+    serial = run_benchmark(GMMPosterior(), SOLVERS, seeds=1, nfe=8, out=tmp_path / "serial", reduced=True)
+    pooled = run_benchmark(GMMPosterior(), SOLVERS, seeds=1, nfe=8, out=tmp_path / "pool", reduced=True,
+                           executor=ProcessPool(2))
+    by_key = {run_key(r): r["metrics"] for r in serial}
+    assert {run_key(r): r["metrics"] for r in pooled} == by_key  # same seeds, same numbers, any order

@@ -2,7 +2,9 @@
 
 A task gives its instances and runs one solver on one instance with one seed, returning
 its metrics; the harness times the run, counts the work (``diffguide.counting``), records
-the process's peak resident memory so far, and appends the record (``results.py``).
+the peak resident memory of the process that ran it (so far), and appends the record
+(``results.py``). Runs go through an executor (``diffguide.executors``): in process, or
+spread over a local process pool.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Protocol
 from tqdm.auto import tqdm
 
 from ..counting import counting
+from ..executors import InProcess
 from .results import append_result, read_results, run_key
 
 
@@ -28,24 +31,33 @@ class Task(Protocol):
         """Run ``solver`` on ``instance`` with ``nfe`` denoiser calls; return the task's metrics."""
 
 
+def run_one(job: tuple) -> dict:
+    """Run one (task, instance, solver, seed, budget) and return its complete record."""
+    task, record, solver, reduced = job
+    start = time.perf_counter()
+    with counting() as counts:
+        metrics = task.run(record["instance"], solver, record["seed"], record["nfe_budget"], reduced)
+    return dict(record, metrics=metrics, nfe=counts.nfe, operator_evals=counts.operator_evals,
+                grad_evals=counts.grad_evals, wall_seconds=time.perf_counter() - start,
+                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def run_benchmark(task: Task, solvers: dict[str, object], seeds: int, nfe: int, out: Path,
-                  reduced: bool = False) -> list[dict]:
-    """Run what ``out/results.jsonl`` does not hold yet; returns the records written now."""
+                  reduced: bool = False, executor=None) -> list[dict]:
+    """Run what ``out/results.jsonl`` does not hold yet, on ``executor`` (default: in process);
+    each record is appended as its run ends. Returns the records written now."""
     done = {run_key(record) for record in read_results(out)}
-    jobs = [(instance, name, solver, seed) for instance in task.instances(reduced)
-            for name, solver in solvers.items() for seed in range(seeds)]
+    jobs = []
+    for instance in task.instances(reduced):
+        for name, solver in solvers.items():
+            for seed in range(seeds):
+                record = {"task": task.name, "instance": instance, "solver": name,
+                          "config": dataclasses.asdict(solver), "seed": seed, "nfe_budget": nfe}
+                if run_key(record) not in done:
+                    jobs.append((task, record, solver, reduced))
     written = []
-    for instance, name, solver, seed in tqdm(jobs, desc=f"bench {task.name}", leave=False):
-        record = {"task": task.name, "instance": instance, "solver": name, "config": dataclasses.asdict(solver),
-                  "seed": seed, "nfe_budget": nfe}
-        if run_key(record) in done:
-            continue
-        start = time.perf_counter()
-        with counting() as counts:
-            metrics = task.run(instance, solver, seed, nfe, reduced)
-        record.update(metrics=metrics, nfe=counts.nfe, operator_evals=counts.operator_evals,
-                      grad_evals=counts.grad_evals, wall_seconds=time.perf_counter() - start,
-                      peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    results = (executor or InProcess()).map_unordered(run_one, jobs)
+    for record in tqdm(results, total=len(jobs), desc=f"bench {task.name}", leave=False):
         append_result(out, record)
         written.append(record)
     return written

@@ -9,6 +9,7 @@ from ..benchmarks.peers import DeepinvPeer
 from ..benchmarks.report import write_report
 from ..benchmarks.tasks.gmm_posterior import GMMPosterior
 from ..benchmarks.tasks.restore import Restore
+from ..executors import InProcess, ProcessPool
 from .errors import UsageError
 from .specs import parse_spec, parse_solver
 
@@ -43,6 +44,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--nfe", type=int, action="append", default=None, help="NFE budget, repeatable (default 100)")
     p.add_argument("--out", help="results folder")
     p.add_argument("--reduced", action="store_true", help="tiny instances (for tests)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1: in process)")
     p.set_defaults(run=run)
 
 
@@ -58,6 +60,8 @@ def run(args) -> None:
         raise UsageError("--out DIR is required")
     solvers = {spec: parse_bench_solver(spec) for spec in (args.solver or ["dps"])}
     task = TASKS[args.task]()
+    executor = ProcessPool(args.workers) if args.workers > 1 else InProcess()
     for nfe in args.nfe or [100]:
-        written = run_benchmark(task, solvers, args.seeds, nfe, Path(args.out), reduced=args.reduced)
+        written = run_benchmark(task, solvers, args.seeds, nfe, Path(args.out), reduced=args.reduced,
+                                executor=executor)
         print(f"{args.task} at {nfe} NFE: {len(written)} new runs -> {Path(args.out) / 'results.jsonl'}")
