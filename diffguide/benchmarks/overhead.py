@@ -105,7 +105,7 @@ def run_both_dps(denoiser, physics, y, sigma_y, steps, batch, shape, seed):
 
     start = time.perf_counter()
     with counting() as counts:
-        ours = DPS.__call__(ours_solver, denoiser, likelihood, x, sigmas, generator=generator)
+        ours = ours_solver(denoiser, likelihood, x, sigmas, generator=generator)
     ours_s = time.perf_counter() - start
     start = time.perf_counter()
     theirs = theirs_solver(y.expand(batch, *y.shape[1:]), physics, x_init=(batch, *shape), seed=seed)

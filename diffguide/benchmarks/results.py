@@ -34,9 +34,11 @@ def append_result(out: Path, record: dict) -> None:
     """Append one record as a line and flush it to disk."""
     file = Path(out) / RESULTS
     file.parent.mkdir(parents=True, exist_ok=True)
-    with open(file, "a") as stream:
-        if stream.tell() > 0 and not file.read_bytes().endswith(b"\n"):
-            stream.write("\n")  # a line cut short by a kill stays its own (ignored) line
-        stream.write(json.dumps(record) + "\n")
+    with open(file, "ab+") as stream:
+        if stream.tell() > 0:
+            stream.seek(-1, os.SEEK_END)
+            if stream.read(1) != b"\n":
+                stream.write(b"\n")  # a line cut short by a kill stays its own (ignored) line
+        stream.write((json.dumps(record) + "\n").encode())
         stream.flush()
         os.fsync(stream.fileno())
