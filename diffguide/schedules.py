@@ -12,6 +12,12 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) 
     return torch.cat([sigmas, sigmas.new_zeros(1)]).float()
 
 
+def prior_sigmas(prior, n: int, sigma_floor: float = 2e-3, sigma_cap: float = 80.0) -> torch.Tensor:
+    """Karras sigmas over a prior's own noise range, clipped to ``[sigma_floor, sigma_cap]``
+    (a cosine-schedule prior's table reaches sigma ~ 2e4, far past what [-1, 1] data needs)."""
+    return karras_sigmas(n, max(prior.sigma_min, sigma_floor), min(prior.sigma_max, sigma_cap))
+
+
 def vp_sigmas(n: int, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3) -> torch.Tensor:
     """Uniform-in-t schedule of the continuous VP-SDE (Song et al. 2021), in VE form.
 

@@ -34,13 +34,10 @@ from ..solvers.dps import DPS
 from ..solvers.run import set_progress
 
 
-def best_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def small_unet() -> tuple[UNet2DModel, DDIMScheduler]:
@@ -70,8 +67,8 @@ def ddim_overhead(unet, scheduler, steps: int, batch: int, repeats: int) -> dict
 
     plain_time, ours_time = [], []
     for _ in range(repeats):  # alternate so that both see the same machine state
-        plain_time.append(best_time(plain, 1))
-        ours_time.append(best_time(ours, 1))
+        plain_time.append(seconds(plain))
+        ours_time.append(seconds(ours))
     return {"diffusers_s": min(plain_time), "diffguide_s": min(ours_time),
             "ratio": min(ours_time) / min(plain_time), "max_abs_diff": float((plain() - ours()).abs().max())}
 

@@ -22,13 +22,13 @@ from ..models.load import load_digit_classifier
 from ..operators.blur import Blur
 from ..plotting import image_grid_figure, plt
 from ..priors.embedded import WEIGHTS_DIR, load
-from ..schedules import karras_sigmas
+from ..schedules import prior_sigmas
 from ..solvers.ddim import DDPM
 
 
 def sample(prior, n: int, steps: int, seed: int, **cond) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    sigmas = karras_sigmas(steps, max(prior.sigma_min, 2e-3), 80.0)
+    sigmas = prior_sigmas(prior, steps)
     x = sigmas[0] * torch.randn(n, *prior.shape, generator=generator)
     return torch.cat([DDPM()(prior, None, part, sigmas, generator=generator, **{k: v[i:i + len(part)] for k, v in cond.items()})
                       for i, part in zip(range(0, n, 250), x.split(250))])

@@ -10,7 +10,7 @@ import torch
 
 from ..priors.diffusers_unet import DiffusersDenoiser
 from ..priors.embedded import available, load
-from ..schedules import karras_sigmas
+from ..schedules import prior_sigmas
 from .errors import UsageError
 
 
@@ -41,7 +41,7 @@ def fit_prior(prior, shape: tuple[int, int, int]):
 def schedule(prior, steps: int) -> torch.Tensor:
     if steps < 1:
         raise UsageError(f"--steps must be at least 1, got {steps}")
-    return karras_sigmas(steps, max(prior.sigma_min, 2e-3), min(prior.sigma_max, 80.0))
+    return prior_sigmas(prior, steps)
 
 
 def write_outputs(out: str | Path, files: dict[str, object]) -> Path:
