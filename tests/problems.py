@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from diffguide.priors.gaussian_mixture import GaussianMixturePrior
+from diffguide.rewards.base import Reward
 
 
 def random_mixture(dim: int, components: int, seed: int = 0, spread: float = 3.0, scale: float = 0.3,
@@ -14,3 +15,10 @@ def random_mixture(dim: int, components: int, seed: int = 0, spread: float = 3.0
     means = spread * torch.randn(components, dim, generator=g, dtype=torch.float64)
     weights = torch.softmax(torch.randn(components, generator=g, dtype=torch.float64), 0)
     return GaussianMixturePrior(weights, means, covs, shape=shape)
+
+
+class ZeroReward(Reward):
+    """``r(x0) = 0`` with a gradient graph: every guided solver must reduce to its unguided sampler."""
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        return 0.0 * x0.flatten(1).sum(1)
