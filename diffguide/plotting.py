@@ -49,3 +49,23 @@ def image_grid_figure(images: torch.Tensor, data_range: tuple[float, float], col
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def labelled_grid_figure(rows: dict[str, list[tuple[str, torch.Tensor]]], data_range: tuple[float, float],
+                         title: str = "", size: float = 1.3):
+    """Named rows of titled images, ``rows[name] = [(title, image), ...]``, left-aligned; short rows end blank."""
+    columns = max(len(cells) for cells in rows.values())
+    fig, axes = plt.subplots(len(rows), columns, squeeze=False,
+                             figsize=(max(size * columns + 1.2, 4.0), size * len(rows) + 0.6))
+    for r, (name, cells) in enumerate(rows.items()):
+        for c in range(columns):
+            if c < len(cells):
+                _show(axes[r, c], cells[c][1], data_range)
+                axes[r, c].set_title(cells[c][0], fontsize=7)
+            else:
+                axes[r, c].axis("off")
+        axes[r, 0].set_ylabel(name, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

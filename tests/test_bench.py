@@ -2,11 +2,14 @@
 import json
 
 import pytest
+import torch
 
 from diffguide.benchmarks.harness import run_benchmark
-from diffguide.benchmarks.results import RESULTS, read_results, run_key
+from diffguide.benchmarks.peers import DeepinvPeer
+from diffguide.benchmarks.results import RESULTS, load_images, read_results, run_key
 from diffguide.benchmarks.tasks.gmm_posterior import GMMPosterior
 from diffguide.cli import main
+from diffguide.metrics import sliced_wasserstein
 from diffguide.solvers.ddim import DDIM
 from diffguide.solvers.dps import DPS
 
@@ -32,7 +35,7 @@ def test_reduced_task_records_every_run(tmp_path):
     assert len(written) == len(GMMPosterior().instances(True)) * len(SOLVERS) * 2
     record = read_results(tmp_path)[0]
     for key in ("task", "instance", "solver", "config", "seed", "metrics", "nfe", "operator_evals", "grad_evals",
-                "wall_seconds", "peak_rss_mb"):
+                "wall_seconds", "peak_memory_mb", "peak_rss_mb"):
         assert key in record
     assert record["nfe"] == 10
     for run in read_results(tmp_path):  # DPS uses the data: it is closer to the posterior than the prior is
@@ -76,13 +79,47 @@ def test_reduced_restore_task_scores_every_instance(tmp_path):
 
 def test_deepinv_peers_run_in_the_same_results_at_the_same_budget(tmp_path):
     out = tmp_path / "peers"
-    assert main(["bench", "restore", "--reduced", "--solver", "dps", "--solver", "deepinv-dps:weight=2",
-                 "--solver", "deepinv-diffpir", "--nfe", "6", "--out", str(out)]) == 0
+    solvers = ["dps", "deepinv-dps:weight=2", "deepinv-ddrm", "deepinv-diffpir"]
+    assert main(["bench", "restore", "--reduced", *[a for s in solvers for a in ("--solver", s)], "--nfe", "6",
+                 "--out", str(out)]) == 0
     records = read_results(out)
-    assert {r["solver"] for r in records} == {"dps", "deepinv-dps:weight=2", "deepinv-diffpir"}
+    assert {r["solver"] for r in records} == set(solvers)
     assert all(r["nfe"] == 6 for r in records)  # equal budgets, counted on the prior's side
     assert all(5 < r["metrics"]["psnr"] < 60 for r in records)
+    ddrm = [r for r in records if r["solver"] == "deepinv-ddrm" and r["instance"] == "digits-blur"]
+    assert ddrm[0]["metrics"]["psnr"] > 20  # DDRM with the exact SVD deblurs in 6 steps
     assert main(["bench", "restore", "--solver", "deepinv-dps:rho=1", "--out", str(out)]) == 2
+    assert main(["bench", "report", str(out)]) == 0
+    assert sorted(p.name for p in (out / "grids").iterdir()) == ["restore--digits-blur.png", "restore--photos-sr2.png"]
+    images = load_images(out, records[0])
+    assert set(images) == {"truth", "measurement", "result"} and images["result"].ndim == 4
+    assert "| digits-blur | 6 |" in (out / "report.md").read_text()
+
+
+def test_deepinv_peers_on_the_exact_posterior_task(tmp_path):
+    peers = {name: DeepinvPeer(method=name) for name in ("dps", "ddrm", "diffpir")}
+    written = run_benchmark(GMMPosterior(), peers, seeds=1, nfe=10, out=tmp_path, reduced=True)
+    assert len(written) == 2 * 3 and all(r["nfe"] == 10 for r in written)
+    for record in written:  # every peer uses the measurement: closer to the posterior than the prior is
+        if record["instance"] == "d2-k4-mask-s0.5":  # (on the ill-conditioned one deepinv's default DPS is not)
+            assert record["metrics"]["sliced_wasserstein"] < 0.8 * record["metrics"]["prior"], record
+
+
+def test_exact_posterior_sampler_floor_shrinks_with_sample_size():
+    """Two independent exact sample sets get closer as n grows, about as n^(-1/2); a posterior for
+    another measurement stays away, so the check can fail."""
+    task = GMMPosterior()
+    _, likelihood, posterior = task.problem("d8-k4-wide-s0.1")
+    other = task.problem("d8-k4-wide-s0.5")[2]
+    g, projections = torch.Generator().manual_seed(0), torch.Generator()
+
+    def floor(n, target=posterior):
+        return sum(float(sliced_wasserstein(posterior.sample(n, g), target.sample(n, g), 128, projections.manual_seed(i)))
+                   for i in range(6)) / 6
+
+    small, large = floor(250), floor(4000)
+    assert 2.5 < small / large < 6.5  # sqrt(16) = 4
+    assert floor(4000, other) > 5 * large
 
 
 def test_process_pool_gives_the_same_records_as_in_process(tmp_path):

@@ -1,10 +1,12 @@
 """``diffguide bench``: every (instance, solver, seed) of a task at an explicit NFE budget.
 
 A task gives its instances and runs one solver on one instance with one seed, returning
-its metrics; the harness times the run, counts the work (``diffguide.counting``), records
-the peak resident memory of the process that ran it (so far), and appends the record
-(``results.py``). Runs go through an executor (``diffguide.executors``): in process, or
-spread over a local process pool.
+its metrics (and, under the key ``"images"``, optional named image batches such as
+``{"result": ..., "truth": ..., "measurement": ...}``, in [-1, 1]). The harness times the run, counts the work
+(``diffguide.counting``), measures the run's peak memory above what the process held before
+it (``peak_memory.PeakMemory``) next to the process's peak so far, saves the images of seed 0
+for the report's grids, and appends the record (``results.py``). Runs go through an executor
+(``diffguide.executors``): in process, or spread over a local process pool.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from tqdm.auto import tqdm
 
 from ..counting import counting
 from ..executors import InProcess
-from .results import append_result, read_results, run_key
+from .peak_memory import PeakMemory
+from .results import append_result, read_results, run_key, save_images
 
 
 class Task(Protocol):
@@ -35,17 +38,19 @@ def run_one(job: tuple) -> dict:
     """Run one (task, instance, solver, seed, budget) and return its complete record."""
     task, record, solver, reduced = job
     start = time.perf_counter()
-    with counting() as counts:
+    with PeakMemory() as peak, counting() as counts:
         metrics = task.run(record["instance"], solver, record["seed"], record["nfe_budget"], reduced)
+    images = metrics.pop("images", None)
     return dict(record, metrics=metrics, nfe=counts.nfe, operator_evals=counts.operator_evals,
                 grad_evals=counts.grad_evals, wall_seconds=time.perf_counter() - start,
-                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                peak_memory_mb=peak.megabytes,
+                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, images=images)
 
 
 def run_benchmark(task: Task, solvers: dict[str, object], seeds: int, nfe: int, out: Path,
                   reduced: bool = False, executor=None) -> list[dict]:
     """Run what ``out/results.jsonl`` does not hold yet, on ``executor`` (default: in process);
-    each record is appended as its run ends. Returns the records written now."""
+    each record is appended as its run ends. Returns the records written now (without images)."""
     done = {run_key(record) for record in read_results(out)}
     jobs = []
     for instance in task.instances(reduced):
@@ -58,6 +63,9 @@ def run_benchmark(task: Task, solvers: dict[str, object], seeds: int, nfe: int, 
     written = []
     results = (executor or InProcess()).map_unordered(run_one, jobs)
     for record in tqdm(results, total=len(jobs), desc=f"bench {task.name}", leave=False):
+        images = record.pop("images")
+        if images and record["seed"] == 0:
+            record["images"] = save_images(out, record, images)
         append_result(out, record)
         written.append(record)
     return written

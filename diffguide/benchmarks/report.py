@@ -1,16 +1,24 @@
-"""``diffguide bench report DIR``: results.jsonl -> a markdown table and metric-vs-NFE plots.
+"""``diffguide bench report DIR``: results.jsonl -> ``report.md`` with tables, plots and grids.
 
-Rows average over seeds; the table has one row per (task, instance, solver, NFE budget).
-For ``gmm-posterior`` the plot shows sliced Wasserstein over the floor (1 is exact) per
-solver against NFE, averaged over instances."""
+Rows average over seeds. The report has, per task, a side-by-side table (one row per instance
+and NFE budget, one column per solver; each cell the task's headline metric with the mean
+wall time and the run's peak memory above the process's start), the full table of every
+metric, for ``gmm-posterior`` the sliced Wasserstein over the floor (1 is exact) against NFE,
+averaged over instances, and for tasks that save images a grid per instance (rows: solvers,
+columns: NFE budgets, the first image of seed 0)."""
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
 
-from ..plotting import plt
-from .results import read_results
+from ..plotting import labelled_grid_figure, plt
+from .results import load_images, read_results
+
+HEADLINES = {
+    "gmm-posterior": ("SW2 / floor", lambda m: f"{m['sliced_wasserstein'] / m['floor']:.2f}"),
+    "restore": ("PSNR / SSIM", lambda m: f"{m['psnr']:.2f} / {m['ssim']:.3f}"),
+}
 
 
 def summarise(records: list[dict]) -> dict[tuple, dict]:
@@ -22,6 +30,7 @@ def summarise(records: list[dict]) -> dict[tuple, dict]:
         metrics = {name: mean(run["metrics"][name] for run in runs) for name in runs[0]["metrics"]}
         metrics.update(seeds=len(runs), nfe=mean(run["nfe"] for run in runs),
                        wall_seconds=mean(run["wall_seconds"] for run in runs),
+                       peak_memory_mb=max(run.get("peak_memory_mb", float("nan")) for run in runs),
                        peak_rss_mb=max(run["peak_rss_mb"] for run in runs))
         summary[key] = metrics
     return summary
@@ -34,6 +43,23 @@ def markdown_table(summary: dict[tuple, dict]) -> str:
     for (task, instance, solver, budget), metrics in summary.items():
         cells = [f"{metrics[c]:.4g}" if isinstance(metrics.get(c), (int, float)) else "" for c in columns]
         lines.append(f"| {task} | {instance} | {solver} | {budget} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def side_by_side(summary: dict[tuple, dict], task: str) -> str:
+    """One row per (instance, NFE budget), one column per solver: headline (wall s, peak MB)."""
+    label, headline = HEADLINES.get(task, ("metrics", lambda m: ", ".join(
+        f"{k} {v:.3g}" for k, v in m.items() if k not in ("seeds", "nfe", "wall_seconds", "peak_memory_mb", "peak_rss_mb"))))
+    rows = sorted({(instance, budget) for (t, instance, _, budget) in summary if t == task})
+    solvers = sorted({solver for (t, _, solver, _) in summary if t == task})
+    lines = [f"{label} (mean wall seconds, peak MB of the run)", "",
+             "| instance | NFE | " + " | ".join(solvers) + " |", "|" + " --- |" * (2 + len(solvers))]
+    for instance, budget in rows:
+        cells = []
+        for solver in solvers:
+            m = summary.get((task, instance, solver, budget))
+            cells.append(f"{headline(m)} ({m['wall_seconds']:.1f} s, {m['peak_memory_mb']:.0f} MB)" if m else "")
+        lines.append(f"| {instance} | {budget} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -60,15 +86,41 @@ def nfe_plot(summary: dict[tuple, dict], path: Path) -> bool:
     return True
 
 
+def sample_grids(out: Path, records: list[dict]) -> list[Path]:
+    """One grid per (task, instance) with saved images: truth and measurement, then a row per solver."""
+    grids = defaultdict(lambda: defaultdict(dict))
+    for record in sorted(records, key=lambda r: r["nfe_budget"]):
+        for name, batch in load_images(out, record).items():
+            if name == "result":
+                grids[(record["task"], record["instance"])][record["solver"]][f"NFE {record['nfe_budget']}"] = batch[0]
+            else:
+                grids[(record["task"], record["instance"])][""][name] = batch[0]
+    paths = []
+    for (task, instance), rows in sorted(grids.items()):
+        cells = {name: list(rows[name].items()) for name in sorted(rows)}
+        fig = labelled_grid_figure(cells, (-1.0, 1.0), title=f"{task} {instance}")
+        path = out / "grids" / f"{task}--{instance}.png"
+        path.parent.mkdir(exist_ok=True)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
 def write_report(out: Path) -> Path:
     out = Path(out)
     records = read_results(out)
     if not records:
         raise ValueError(f"{out}: no results.jsonl with results; run diffguide bench TASK --out {out} first")
     summary = summarise(records)
-    text = ["# diffguide bench report", "", f"{len(records)} runs.", "", markdown_table(summary)]
+    text = ["# diffguide bench report", "", f"{len(records)} runs.", ""]
+    for task in sorted({task for (task, *_rest) in summary}):
+        text += [f"## {task}", "", side_by_side(summary, task)]
+    text += ["## Every metric", "", markdown_table(summary)]
     if nfe_plot(summary, out / "gmm_posterior_nfe.png"):
         text += ["![sliced Wasserstein over the floor against NFE](gmm_posterior_nfe.png)", ""]
+    for path in sample_grids(out, records):
+        text += [f"![{path.stem}]({path.relative_to(out)})", ""]
     report = out / "report.md"
     report.write_text("\n".join(text))
     return report

@@ -1,11 +1,16 @@
 """The results file of a benchmark run: one JSON line per (instance, solver, seed), appended
 and flushed as each run ends, so an interrupted run loses at most the run in progress and a
-rerun skips what is done."""
+rerun skips what is done. A run's images (for the report's grids) are saved beside it as
+``images/<task>--<instance>--<solver>--nfe<N>.npz``, one array per name (no pickles)."""
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
+
+import numpy as np
+import torch
 
 RESULTS = "results.jsonl"
 
@@ -42,3 +47,20 @@ def append_result(out: Path, record: dict) -> None:
         stream.write((json.dumps(record) + "\n").encode())
         stream.flush()
         os.fsync(stream.fileno())
+
+
+def save_images(out: Path, record: dict, images: dict[str, torch.Tensor]) -> str:
+    """Save a run's named image batches; returns the file's path relative to ``out``."""
+    name = "--".join([record["task"], record["instance"], record["solver"], f"nfe{record['nfe_budget']}"])
+    relative = Path("images") / (re.sub(r"[^A-Za-z0-9._=-]+", "_", name) + ".npz")
+    (Path(out) / relative).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(Path(out) / relative, **{key: value.detach().float().cpu().numpy() for key, value in images.items()})
+    return str(relative)
+
+
+def load_images(out: Path, record: dict) -> dict[str, torch.Tensor]:
+    """The images saved with ``record`` (empty when it has none)."""
+    if not record.get("images"):
+        return {}
+    with np.load(Path(out) / record["images"], allow_pickle=False) as arrays:
+        return {key: torch.from_numpy(arrays[key]) for key in arrays.files}

@@ -5,7 +5,7 @@ import dataclasses
 from pathlib import Path
 
 from ..benchmarks.harness import run_benchmark
-from ..benchmarks.peers import DeepinvPeer
+from ..benchmarks.peers import METHODS, DeepinvPeer
 from ..benchmarks.report import write_report
 from ..benchmarks.tasks.gmm_posterior import GMMPosterior
 from ..benchmarks.tasks.restore import Restore
@@ -14,11 +14,12 @@ from .errors import UsageError
 from .specs import parse_spec, parse_solver
 
 TASKS = {"gmm-posterior": GMMPosterior, "restore": Restore}
-PEERS = ("deepinv-dps", "deepinv-diffpir")
+PEERS = tuple(f"deepinv-{method}" for method in METHODS)
 
 
 def parse_bench_solver(spec: str):
-    """A diffguide solver spec, or a deepinv peer: ``deepinv-dps[:weight=W]``, ``deepinv-diffpir[:zeta=Z,lambda_=L]``."""
+    """A diffguide solver spec, or a deepinv peer: ``deepinv-dps[:weight=W]``, ``deepinv-ddrm[:eta=E,etab=B]``,
+    ``deepinv-diffpir[:zeta=Z,lambda_=L]``."""
     name, params = parse_spec(spec)
     if name not in PEERS:
         return parse_solver(spec)

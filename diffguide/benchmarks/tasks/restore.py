@@ -3,7 +3,8 @@
 Instances: ``{digits|photos}-{blur|box|random|sr2|sr4}``. Digits: 8 held-out images
 (16x16); photos: the two held-out 128x128 crops (``reduced``: 32x32 corners of them, and
 4 digits). Measurement noise 0.05 (digits) and 0.02 (photos) in [-1, 1] units.
-Metrics: PSNR, SSIM (means over the images) and data consistency ``||A(x) - y|| / ||y||``.
+Metrics: PSNR, SSIM (means over the images) and data consistency ``||A(x) - y|| / ||y||``;
+the first images' truth, measurement and result go to the report's grids.
 """
 from __future__ import annotations
 
@@ -64,4 +65,5 @@ class Restore:
         with torch.no_grad():
             consistency = likelihood.distance(op(result)) / likelihood.y.flatten(1).norm(dim=1)
         return {"psnr": float(psnr(result, truth).mean()), "ssim": float(ssim(result, truth).mean()),
-                "data_consistency": float(consistency.mean())}
+                "data_consistency": float(consistency.mean()),
+                "images": {"truth": truth[:2], "measurement": likelihood.y[:2], "result": result[:2]}}
