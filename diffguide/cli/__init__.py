@@ -1,5 +1,5 @@
 """The ``diffguide`` command line: ``diffguide demo``, ``diffguide solve``, ``diffguide sample``,
-``diffguide train``, ``diffguide bench``.
+``diffguide train``, ``diffguide bench``, ``diffguide tune``.
 
 Bad input is one line on stderr and exit code 2; NaN/Inf during guidance is exit code 1
 with the step index."""
@@ -9,13 +9,13 @@ import argparse
 import sys
 
 from ..types import GuidanceDivergedError
-from . import bench, demo, sample, solve, train
+from . import bench, demo, sample, solve, train, tune
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffguide", description="Training-free guided sampling with diffusion priors.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (demo, solve, sample, train, bench):
+    for command in (demo, solve, sample, train, bench, tune):
         command.add_parser(subparsers)
     return parser
 

@@ -17,9 +17,15 @@ from ..solvers.ddim import DDIM, DDPM
 from ..solvers.dps import DPS
 from ..solvers.euler import Euler
 from ..solvers.heun import Heun
+from ..solvers.symplectic_adjoint import SymplecticAdjointGuidance
+from ..solvers.tfg import TFG
+from ..solvers.tfg_family import LGD, MPGD, UGD, FreeDoM
+from ..solvers.universal_guidance import UniversalGuidance
 from .errors import UsageError
 
-SOLVERS = {"dps": DPS, "ddim": DDIM, "ddpm": DDPM, "euler": Euler, "heun": Heun}
+SOLVERS = {"dps": DPS, "ddim": DDIM, "ddpm": DDPM, "euler": Euler, "heun": Heun, "universal": UniversalGuidance,
+           "tfg": TFG, "freedom": FreeDoM, "mpgd": MPGD, "lgd": LGD, "ugd": UGD,
+           "sag": SymplecticAdjointGuidance}
 UNGUIDED = tuple(name for name, cls in SOLVERS.items() if cls.needs == "none")
 
 OPERATOR_HELP = (
@@ -106,7 +112,7 @@ def parse_solver(spec: str):
     if name not in SOLVERS:
         raise UsageError(f"unknown solver {name!r}; expected one of {', '.join(SOLVERS)}")
     cls = SOLVERS[name]
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
     for key, value in params.items():
         if key not in fields:

@@ -33,3 +33,9 @@ def ddim_step(x: torch.Tensor, x0: torch.Tensor, sigma, sigma_next, eta: float, 
     if eta > 0:
         x_next = x_next + sigma_up * noise
     return x_next
+
+
+def renoise(x: torch.Tensor, sigma, sigma_next, noise: torch.Tensor) -> torch.Tensor:
+    """Back from ``sigma_next`` to ``sigma``: ``x + sqrt(sigma^2 - sigma_next^2) noise`` (the
+    forward process between the two levels; the self-recurrence / time-travel step)."""
+    return x + torch.sqrt(sigma**2 - sigma_next**2) * noise

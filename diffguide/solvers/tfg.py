@@ -1,0 +1,147 @@
+"""TFG, Training-Free Guidance (Ye, Lin, Han, Xu, Liu, Liang, Ma, Zou & Ermon, NeurIPS 2024).
+
+A unified design space for training-free guidance with a differentiable reward
+``r = log f`` of the clean estimate (Algorithm 1), here in VE form. Per step ``t`` (``sigma``
+to ``sigma_next``) and for each of ``N_recur`` recurrences:
+
+1. Smoothed reward: ``log f~(x0) = log (1/K) sum_k exp r(x0 + gamma_t delta_k)``, ``delta_k ~ N(0, I)``,
+   ``K = mc_samples`` draws per recurrence (LGD's Monte-Carlo estimate; ``gamma = 0``: ``f~ = f``).
+2. ``x0 = D(x_t, sigma)`` (clamped to the data range, as the authors' code does).
+3. Variance guidance, through the denoiser: ``Delta_t = rho_t grad_{z_t} log f~(x0(z_t))``.
+4. Mean guidance, on the clean estimate only: ``Delta_0 <- Delta_0 + mu_t grad log f~(x0 + Delta_0)``,
+   ``N_iter`` times from ``Delta_0 = 0``.
+5. ``z_{t-1} = S(z_t, x0) + Delta_t / sqrt(alpha_t) + sqrt(abar_{t-1}) Delta_0`` with ``S`` the DDIM step
+   (``eta = 1``, DDPM, by default as in the authors' code). In VE variables (``x = z sqrt(1 + sigma^2)``,
+   ``alpha_t = (1 + sigma_next^2) / (1 + sigma^2)``) this is exactly
+   ``x_next = ddim_step(x, x0) + rho_t (1 + sigma^2) grad_x log f~(D(x)) + Delta_0``.
+6. Recurrence: ``z_t = sqrt(alpha_t) z_{t-1} + sqrt(1 - alpha_t) eps'``, i.e. ``x = x_next +
+   sqrt(sigma^2 - sigma_next^2) eps'``, and back to 1; the last recurrence keeps ``x_next`` and draws
+   no re-noising noise.
+
+Schedules (the paper's, as in the authors' code): ``rho_t = rho w_t / mean(w)`` and likewise
+``mu_t``, with ``w_t = alpha_t`` ("increase": larger as sampling proceeds), ``1 - alpha_t``
+("decrease") or 1 ("constant"), the mean taken over the run's steps; ``gamma_t = gamma
+sqrt(1 - abar_t) = gamma sigma / sqrt(1 + sigma^2)`` ("decrease") or ``gamma`` ("constant").
+Defaults are the authors' code's: ``rho = mu = 1``, ``gamma = 0.01``, ``K = 4``, ``N_recur = N_iter = 1``,
+increasing ``rho_t`` and ``mu_t``, decreasing ``gamma_t``. Existing methods are special cases
+(``tfg_family``); the paper tunes ``rho``, ``mu``, ``gamma`` by beam search (``diffguide.tuning``).
+
+The smoothing noise comes from its own generator, seeded from (not drawn from) the run's
+generator state, so the sampling noise is the same whatever ``gamma`` and ``K``: with a zero
+reward TFG reproduces DDIM draw for draw, and configurations compared in a search share
+their sampling noise.
+
+Requires a differentiable reward. Cost per step: ``N_recur`` denoiser calls, ``N_recur`` backward
+passes through the denoiser (none when ``rho = 0``) and ``N_recur N_iter`` backward passes through
+the reward alone (none when ``mu = 0``); each reward evaluation scores ``K`` points per sample
+when ``gamma > 0``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+
+import torch
+
+from .base import Solver
+from .steps import ddim_step, renoise
+from .universal_guidance import backward_guidance
+
+STRENGTH_SCHEDULES = ("increase", "decrease", "constant")
+SMOOTHING_SCHEDULES = ("decrease", "constant")
+
+
+def strength_schedule(kind: str, sigmas: torch.Tensor) -> torch.Tensor:
+    """Per-step multipliers of ``rho`` or ``mu``, with mean 1 over the run: ``alpha_t``, ``1 - alpha_t``
+    or 1, where ``alpha_t = abar_t / abar_{t-1} = (1 + sigma_next^2) / (1 + sigma^2)``."""
+    alpha = (1 + sigmas[1:] ** 2) / (1 + sigmas[:-1] ** 2)
+    weights = {"increase": alpha, "decrease": 1 - alpha, "constant": torch.ones_like(alpha)}[kind]
+    return weights / weights.mean()
+
+
+def smoothing_schedule(kind: str, sigmas: torch.Tensor) -> torch.Tensor:
+    """Per-step standard deviation factor of the smoothing noise: ``sqrt(1 - abar_t)`` or 1."""
+    sigma = sigmas[:-1]
+    return sigma / torch.sqrt(1 + sigma**2) if kind == "decrease" else torch.ones_like(sigma)
+
+
+def smoothing_generator(generator: torch.Generator | None) -> torch.Generator | None:
+    """A generator for the Monte-Carlo smoothing noise, seeded from a hash of ``generator``'s
+    state without drawing from it (``None``: the global generator, like the run's own draws)."""
+    if generator is None:
+        return None
+    digest = hashlib.blake2b(generator.get_state().numpy().tobytes(), digest_size=8).digest()
+    return torch.Generator(device=generator.device).manual_seed(int.from_bytes(digest, "little"))
+
+
+def smoothed(reward, noise: torch.Tensor | None):
+    """``log f~(x0) = logsumexp_k r(x0 + noise_k) - log K`` for noise of shape (K, B, *shape)."""
+    if noise is None:
+        return reward
+
+    def objective(x0):
+        values = reward((x0[None] + noise).flatten(0, 1)).reshape(noise.shape[0], x0.shape[0])
+        return torch.logsumexp(values, dim=0) - math.log(noise.shape[0])
+
+    return objective
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TFG(Solver):
+    needs = "gradient"
+
+    #: variance guidance strength (gradient through the denoiser); 0: off.
+    rho: float = 1.0
+    #: mean guidance strength (gradient steps on the clean estimate); 0: off.
+    mu: float = 1.0
+    #: Monte-Carlo smoothing scale ``gamma`` (the paper's gamma-bar); 0: no smoothing.
+    gamma: float = 0.01
+    #: ``N_recur``, recurrences per step.
+    n_recur: int = 1
+    #: ``N_iter``, mean-guidance steps per recurrence.
+    n_iter: int = 1
+    #: ``K``, smoothing samples per reward evaluation (used when ``gamma > 0``).
+    mc_samples: int = 4
+    rho_schedule: str = "increase"
+    mu_schedule: str = "increase"
+    gamma_schedule: str = "decrease"
+    #: DDIM stochasticity of the step ``S``.
+    eta: float = 1.0
+
+    def __post_init__(self):
+        for name, allowed in (("rho_schedule", STRENGTH_SCHEDULES), ("mu_schedule", STRENGTH_SCHEDULES),
+                              ("gamma_schedule", SMOOTHING_SCHEDULES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.n_recur < 1 or self.n_iter < 0 or self.mc_samples < 1 or self.gamma < 0:
+            raise ValueError(f"expected n_recur >= 1, n_iter >= 0, mc_samples >= 1 and gamma >= 0, got "
+                             f"{self.n_recur}, {self.n_iter}, {self.mc_samples} and {self.gamma}")
+
+    def sample(self, run, reward, x):
+        rho = self.rho * strength_schedule(self.rho_schedule, run.sigmas)
+        mu = self.mu * strength_schedule(self.mu_schedule, run.sigmas)
+        gamma = self.gamma * smoothing_schedule(self.gamma_schedule, run.sigmas)
+        mean_steps = self.n_iter if self.mu != 0 else 0
+        generator = smoothing_generator(run.generator) if self.gamma > 0 else None
+        for i, sigma, sigma_next in run.steps():
+            for n in range(self.n_recur):
+                noise = None  # 1. the smoothing draws, shared by both guidance terms of this recurrence
+                if self.gamma > 0:
+                    noise = gamma[i] * torch.randn((self.mc_samples, *x.shape), generator=generator,
+                                                   dtype=x.dtype, device=x.device)
+                objective = smoothed(reward, noise)
+                if self.rho != 0:  # 2-3. variance guidance: rho_t (1 + sigma^2) grad_x log f~(clip(D(x)))
+                    x0, _, grad = run.denoise_with_grad(x, sigma, lambda x0: objective(run.clip(x0)))
+                    variance = rho[i] * (1 + sigma**2) * grad
+                else:
+                    x0, variance = run.denoise(x, sigma), 0.0
+                x0 = run.clip(x0)
+                mean = backward_guidance(objective, x0, mu[i], mean_steps)  # 4. mean guidance Delta_0
+                step_noise = run.noise_like(x) if self.eta > 0 else None
+                x_next = ddim_step(x, x0, sigma, sigma_next, self.eta, step_noise) + variance + mean  # 5.
+                if n < self.n_recur - 1:  # 6. recurrence: back to sigma with fresh noise
+                    x = renoise(x_next, sigma, sigma_next, run.noise_like(x))
+            x = x_next
+            run.record(i, sigma_next, x, x0 + mean)
+        return x
