@@ -64,6 +64,9 @@ def test_cli_bench_and_report(tmp_path):
     report = (out / "report.md").read_text()
     assert "| gmm-posterior | d2-k4-mask-s0.5 | dps | 5 |" in report and (out / "gmm_posterior_nfe.png").is_file()
     assert main(["bench", "nope", "--out", str(out)]) == 2
+    assert main(["bench", "gmm-posterior", "--reduced", "--instance", "d2-k9-mask-s0.5", "--out", str(out)]) == 2
+    assert main(["bench", "gmm-posterior", "--reduced", "--instance", "d4-k1-ill-s0.1", "--nfe", "3", "--out", str(out)]) == 0
+    assert [r["instance"] for r in read_results(out) if r["nfe_budget"] == 3] == ["d4-k1-ill-s0.1"]
     assert json.loads((out / RESULTS).read_text().splitlines()[0])["task"] == "gmm-posterior"
 
 

@@ -48,12 +48,17 @@ def run_one(job: tuple) -> dict:
 
 
 def run_benchmark(task: Task, solvers: dict[str, object], seeds: int, nfe: int, out: Path,
-                  reduced: bool = False, executor=None) -> list[dict]:
-    """Run what ``out/results.jsonl`` does not hold yet, on ``executor`` (default: in process);
-    each record is appended as its run ends. Returns the records written now (without images)."""
+                  reduced: bool = False, executor=None, instances: list[str] | None = None) -> list[dict]:
+    """Run what ``out/results.jsonl`` does not hold yet, on ``executor`` (default: in process),
+    over ``instances`` (default: all of the task's); each record is appended as its run ends.
+    Returns the records written now (without images)."""
+    known = task.instances(reduced)
+    unknown = sorted(set(instances or []) - set(known))
+    if unknown:
+        raise ValueError(f"{task.name} has no instance(s) {', '.join(unknown)}; it has {', '.join(known)}")
     done = {run_key(record) for record in read_results(out)}
     jobs = []
-    for instance in task.instances(reduced):
+    for instance in instances or known:
         for name, solver in solvers.items():
             for seed in range(seeds):
                 record = {"task": task.name, "instance": instance, "solver": name,

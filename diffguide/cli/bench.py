@@ -41,6 +41,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("dir", nargs="?", help="with 'report': the results folder")
     p.add_argument("--solver", action="append", default=None,
                    help=f"solver spec, repeatable (default: dps); also the peers {', '.join(PEERS)}")
+    p.add_argument("--instance", action="append", default=None, help="run only this instance (repeatable)")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--nfe", type=int, action="append", default=None, help="NFE budget, repeatable (default 100)")
     p.add_argument("--out", help="results folder")
@@ -64,5 +65,5 @@ def run(args) -> None:
     executor = ProcessPool(args.workers) if args.workers > 1 else InProcess()
     for nfe in args.nfe or [100]:
         written = run_benchmark(task, solvers, args.seeds, nfe, Path(args.out), reduced=args.reduced,
-                                executor=executor)
+                                executor=executor, instances=args.instance)
         print(f"{args.task} at {nfe} NFE: {len(written)} new runs -> {Path(args.out) / 'results.jsonl'}")
