@@ -6,6 +6,8 @@ Methods are compared at equal cost, so every run counts:
 - ``operator_evals``: forward-model evaluations, one per sample (a batch of J
   particles is J evaluations, as a black-box simulator would run them).
 - ``grad_evals``: backward passes for guidance; a batched backward counts once.
+- ``operator_failures`` / ``operator_retries``: black-box evaluations that failed after
+  their retries, and the retries spent (``operators.black_box``).
 
 Counting is contextual: ``with counting() as counts: solver(...)`` collects what
 happens inside, and nested contexts add their totals to the enclosing one.
@@ -22,6 +24,8 @@ class Counters:
     nfe: int = 0
     operator_evals: int = 0
     grad_evals: int = 0
+    operator_failures: int = 0
+    operator_retries: int = 0
 
     def add(self, other: "Counters") -> None:
         for field in dataclasses.fields(self):

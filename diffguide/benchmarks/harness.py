@@ -42,7 +42,8 @@ def run_one(job: tuple) -> dict:
         metrics = task.run(record["instance"], solver, record["seed"], record["nfe_budget"], reduced)
     images = metrics.pop("images", None)
     return dict(record, metrics=metrics, nfe=counts.nfe, operator_evals=counts.operator_evals,
-                grad_evals=counts.grad_evals, wall_seconds=time.perf_counter() - start,
+                grad_evals=counts.grad_evals, operator_failures=counts.operator_failures,
+                operator_retries=counts.operator_retries, wall_seconds=time.perf_counter() - start,
                 peak_memory_mb=peak.megabytes,
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, images=images)
 

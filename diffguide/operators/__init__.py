@@ -1,5 +1,6 @@
 """Forward models ``A(x) -> y``: blur, inpainting, downsampling, deepinv physics, and their compositions."""
 from .base import LinearOperator, Operator
+from .black_box import BlackBox
 from .blur import Blur
 from .composition import compose
 from .deepinv_physics import DeepinvLinearPhysics, DeepinvPhysics, from_deepinv
@@ -9,4 +10,4 @@ from .inpaint import Inpaint
 from .matrix import Matrix
 
 __all__ = ["Operator", "LinearOperator", "Identity", "Blur", "Inpaint", "Downsample", "Matrix", "DeepinvPhysics",
-           "DeepinvLinearPhysics", "from_deepinv", "compose"]
+           "DeepinvLinearPhysics", "from_deepinv", "compose", "BlackBox"]
