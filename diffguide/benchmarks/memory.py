@@ -9,6 +9,9 @@ one run on a shipped prior (CPU, resident memory via ``PeakMemory``):
   the same n steps, with each one's ratio peak(n) / peak(n = 1). Goal: the adjoint's ratio at
   n = 8 is at most 1.3, while plain autograd's grows with n. The adjoint's relative difference
   from the autograd gradient shows both compute the same thing.
+- DOODL: the peak memory of one gradient of the final EDICT sample's reward with respect to the
+  initial noise at 10, 20 and 50 sampling steps, by DOODL's invertible backward pass next to
+  plain autograd through the same chain (``memory_doodl.py``; batch 8).
 
 Each section is a function returning rows (dicts with the same keys); ``main`` prints each with
 ``print_table``, so further sections are one more call there.
@@ -27,6 +30,7 @@ from ..rewards.likelihood import GaussianLikelihood
 from ..schedules import prior_sigmas
 from ..solvers.ode_estimate import inner_sigmas, ode_estimate
 from ..solvers.symplectic_adjoint import adjoint_gradient
+from .memory_doodl import doodl_memory_rows
 from .peak_memory import PeakMemory
 
 
@@ -95,6 +99,8 @@ def main(argv=None) -> None:
           "peak resident memory above the start of each measurement")
     print_table("SAG: one guided gradient through n inner ODE steps (goal: adjoint peak(n=8)/peak(n=1) <= 1.3)",
                 sag_rows(denoiser, args.batch))
+    print_table("DOODL: one gradient w.r.t. the initial noise through the EDICT chain, batch 8",
+                doodl_memory_rows(denoiser))
 
 
 if __name__ == "__main__":

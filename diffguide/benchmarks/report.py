@@ -18,6 +18,8 @@ from .results import load_images, read_results
 HEADLINES = {
     "gmm-posterior": ("SW2 / floor", lambda m: f"{m['sliced_wasserstein'] / m['floor']:.2f}"),
     "restore": ("PSNR / SSIM", lambda m: f"{m['psnr']:.2f} / {m['ssim']:.3f}"),
+    "motion": ("flow EPE (paste floor) / change outside", lambda m: f"{m['flow_epe']:.2f} ({m['flow_epe_paste']:.2f}) / "
+                                                                    f"{m['outside_change']:.3f}"),
 }
 
 

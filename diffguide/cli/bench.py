@@ -7,13 +7,15 @@ from pathlib import Path
 from ..benchmarks.harness import run_benchmark
 from ..benchmarks.peers import METHODS, DeepinvPeer
 from ..benchmarks.report import write_report
+from ..benchmarks.tasks.digits_reward import DigitsReward
 from ..benchmarks.tasks.gmm_posterior import GMMPosterior
+from ..benchmarks.tasks.motion import Motion
 from ..benchmarks.tasks.restore import Restore
 from ..executors import InProcess, ProcessPool
 from .errors import UsageError
 from .specs import parse_spec, parse_solver
 
-TASKS = {"gmm-posterior": GMMPosterior, "restore": Restore}
+TASKS = {"gmm-posterior": GMMPosterior, "restore": Restore, "motion": Motion, "digits-reward": DigitsReward}
 PEERS = tuple(f"deepinv-{method}" for method in METHODS)
 
 

@@ -13,8 +13,11 @@ from ..operators.blur import Blur
 from ..operators.downsample import Downsample
 from ..operators.identity import Identity
 from ..operators.inpaint import Inpaint
+from ..solvers.classifier_guidance import ClassifierGuidance
 from ..solvers.ddim import DDIM, DDPM
+from ..solvers.doodl import DOODL
 from ..solvers.dps import DPS
+from ..solvers.edict import EDICT
 from ..solvers.euler import Euler
 from ..solvers.heun import Heun
 from ..solvers.symplectic_adjoint import SymplecticAdjointGuidance
@@ -25,7 +28,8 @@ from .errors import UsageError
 
 SOLVERS = {"dps": DPS, "ddim": DDIM, "ddpm": DDPM, "euler": Euler, "heun": Heun, "universal": UniversalGuidance,
            "tfg": TFG, "freedom": FreeDoM, "mpgd": MPGD, "lgd": LGD, "ugd": UGD,
-           "sag": SymplecticAdjointGuidance}
+           "sag": SymplecticAdjointGuidance, "edict": EDICT, "doodl": DOODL,
+           "classifier-guidance": ClassifierGuidance}
 UNGUIDED = tuple(name for name, cls in SOLVERS.items() if cls.needs == "none")
 
 OPERATOR_HELP = (

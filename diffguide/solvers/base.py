@@ -24,6 +24,9 @@ from .run import Run
 class Solver(abc.ABC):
     #: what the solver needs from the reward: "none" (unguided), "any", or "gradient".
     needs: ClassVar[str] = "none"
+    #: what the reward reads: "x0" (a clean estimate: every ``Reward``), "noisy" (the noisy state and
+    #: sigma, e.g. a noise-aware classifier) or "readout" (features of the prior's network).
+    reward_input: ClassVar[str] = "x0"
 
     def __call__(self, denoiser, reward: Reward | None, x: torch.Tensor, sigmas: torch.Tensor, /, *,
                  generator: torch.Generator | None = None, callback: Callable[[StepRecord], None] | None = None,

@@ -1,0 +1,100 @@
+"""Task ``digits-reward``: steer the unconditional ``digits`` prior to a requested digit.
+
+Instances ``digit-0`` ... ``digit-9`` (``reduced``: ``digit-3`` and ``digit-7``): ``samples``
+samples (default 32; 8 when reduced) from the ``digits`` prior called without a class label,
+i.e. with its null label (the unconditional model), guided by a classifier of the requested
+digit. The guiding reward is the one the solver reads (``guiding_reward``):
+
+- solvers that score clean estimates ``x0`` (DPS with ``step_size="constant"``, universal
+  guidance, FreeDoM, TFG): ``ClassifierReward`` with the shipped clean classifier;
+- solvers whose ``reward_input`` is ``"noisy"`` (``ClassifierGuidance``): ``NoisyClassifierReward``
+  with the shipped noise-aware classifier, differentiated on the noisy state;
+- unguided solvers (``needs == "none"``: DDIM, DDPM, ...): no reward; their rows are the
+  unguided-prior reference of the same seed and NFE.
+
+A solver reading anything else (readout guidance will read heads on the denoiser's
+features, ``reward_input = "readout"``) gets a ``ValueError`` until its reward is added
+to ``guiding_reward``.
+
+Samples are clamped to the data range [-1, 1] and scored by the independent judge
+(``benchmarks.judge``, an SVC no solver sees). Metrics:
+
+- ``judge_accuracy``: fraction the judge classifies as the requested digit;
+- ``guide_accuracy``: the same by the guiding classifier read as clean (the clean one for
+  unguided solvers) -- a gap to ``judge_accuracy`` shows samples that fool the guide;
+- ``kernel_distance``: KID-style unbiased MMD^2 in the judge's features between the samples
+  and the held-out real images of the requested digit (about 36);
+- ``kernel_distance_floor``: the same between two halves of those held-out images (real vs
+  real: what a perfect sampler scores, up to sample noise);
+- ``unconditional_reference``: the same between all training digits (every class) and
+  those held-out images: what a perfect but unguided sampler scores.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ...data.digits import load_digits_split
+from ...models.load import load_digit_classifier
+from ...priors.embedded import load
+from ...rewards.classifier import ClassifierReward
+from ...rewards.noisy_classifier import NoisyClassifierReward
+from ...schedules import prior_sigmas
+from ..judge import judge_accuracy, kernel_distance, kernel_distance_floor
+
+REDUCED = ("digit-3", "digit-7")
+REDUCED_SAMPLES = 8
+
+
+def guiding_reward(solver, label: int):
+    """The reward that guides ``solver`` towards ``label``, by what the solver reads (None if unguided)."""
+    if solver.needs == "none":
+        return None
+    reads = solver.reward_input
+    if reads == "x0":
+        return ClassifierReward(load_digit_classifier(), label)
+    if reads == "noisy":
+        return NoisyClassifierReward(load_digit_classifier(noise_aware=True), label)
+    raise ValueError(f"digits-reward has no reward for {type(solver).__name__}, which reads {reads!r}; "
+                     "it provides clean-x0 ('x0') and noise-aware ('noisy') classifier rewards")
+
+
+@functools.lru_cache(maxsize=10)
+def references(label: int) -> dict:
+    """The held-out real images of ``label`` and the label's two real-data reference distances."""
+    train_images, _, held_out, held_out_labels = load_digits_split()
+    real = held_out[held_out_labels == label]
+    return {"real": real, "kernel_distance_floor": kernel_distance_floor(real),
+            "unconditional_reference": kernel_distance(train_images, real)}
+
+
+class DigitsReward:
+    name = "digits-reward"
+
+    def __init__(self, samples: int = 32):
+        self.samples = samples
+
+    def instances(self, reduced: bool) -> list[str]:
+        return list(REDUCED) if reduced else [f"digit-{k}" for k in range(10)]
+
+    def run(self, instance: str, solver, seed: int, nfe: int, reduced: bool) -> dict:
+        if instance not in self.instances(reduced=False):
+            raise ValueError(f"unknown digits-reward instance {instance!r}; expected digit-0 ... digit-9")
+        label = int(instance.removeprefix("digit-"))
+        prior = load("digits")  # no class_labels: the prior runs with its null label
+        reward = guiding_reward(solver, label)
+        n = REDUCED_SAMPLES if reduced else self.samples
+        g = torch.Generator().manual_seed(seed)
+        sigmas = prior_sigmas(prior, nfe)
+        x = sigmas[0] * torch.randn(n, *prior.shape, generator=g)
+        samples = solver(prior, reward, x, sigmas, generator=g).clamp(*prior.data_range)
+        guide = reward.classifier if reward is not None else load_digit_classifier()
+        with torch.no_grad():
+            guide_accuracy = float((guide(samples).argmax(1) == label).float().mean())
+        reference = references(label)
+        return {"judge_accuracy": judge_accuracy(samples, label), "guide_accuracy": guide_accuracy,
+                "kernel_distance": kernel_distance(samples, reference["real"]),
+                "kernel_distance_floor": reference["kernel_distance_floor"],
+                "unconditional_reference": reference["unconditional_reference"],
+                "images": {"result": samples[:2]}}

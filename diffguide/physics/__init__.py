@@ -1,0 +1,1 @@
+"""Differentiable physics simulators used as forward models (PDE solvers in torch)."""
