@@ -13,13 +13,18 @@ from ..operators.blur import Blur
 from ..operators.downsample import Downsample
 from ..operators.identity import Identity
 from ..operators.inpaint import Inpaint
+from ..solvers.best_of_n import BestOfN
 from ..solvers.classifier_guidance import ClassifierGuidance
 from ..solvers.ddim import DDIM, DDPM
 from ..solvers.doodl import DOODL
 from ..solvers.dps import DPS
+from ..solvers.dps_gsg import DPSGSG
 from ..solvers.edict import EDICT
+from ..solvers.enkg import EnKG
 from ..solvers.euler import Euler
 from ..solvers.heun import Heun
+from ..solvers.readout_guidance import ReadoutGuidance
+from ..solvers.scg import SCG
 from ..solvers.symplectic_adjoint import SymplecticAdjointGuidance
 from ..solvers.tfg import TFG
 from ..solvers.tfg_family import LGD, MPGD, UGD, FreeDoM
@@ -29,7 +34,8 @@ from .errors import UsageError
 SOLVERS = {"dps": DPS, "ddim": DDIM, "ddpm": DDPM, "euler": Euler, "heun": Heun, "universal": UniversalGuidance,
            "tfg": TFG, "freedom": FreeDoM, "mpgd": MPGD, "lgd": LGD, "ugd": UGD,
            "sag": SymplecticAdjointGuidance, "edict": EDICT, "doodl": DOODL,
-           "classifier-guidance": ClassifierGuidance}
+           "classifier-guidance": ClassifierGuidance, "readout-guidance": ReadoutGuidance,
+           "enkg": EnKG, "scg": SCG, "dps-gsg": DPSGSG, "best-of-n": BestOfN}
 UNGUIDED = tuple(name for name, cls in SOLVERS.items() if cls.needs == "none")
 
 OPERATOR_HELP = (

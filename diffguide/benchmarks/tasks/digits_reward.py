@@ -12,9 +12,12 @@ digit. The guiding reward is the one the solver reads (``guiding_reward``):
 - unguided solvers (``needs == "none"``: DDIM, DDPM, ...): no reward; their rows are the
   unguided-prior reference of the same seed and NFE.
 
-A solver reading anything else (readout guidance will read heads on the denoiser's
-features, ``reward_input = "readout"``) gets a ``ValueError`` until its reward is added
-to ``guiding_reward``.
+- solvers reading the prior's features (``reward_input = "readout"``: ``ReadoutGuidance``):
+  ``ReadoutReward`` with the shipped ``readout-digits-class`` head; their guide accuracy is
+  the clean classifier's verdict.
+
+A solver reading anything else gets a ``ValueError`` until its reward is added to
+``guiding_reward``.
 
 Samples are clamped to the data range [-1, 1] and scored by the independent judge
 (``benchmarks.judge``, an SVC no solver sees). Metrics:
@@ -37,9 +40,11 @@ import torch
 
 from ...data.digits import load_digits_split
 from ...models.load import load_digit_classifier
+from ...models.readout import load_readout_head
 from ...priors.embedded import load
 from ...rewards.classifier import ClassifierReward
 from ...rewards.noisy_classifier import NoisyClassifierReward
+from ...rewards.readout import ReadoutReward
 from ...schedules import prior_sigmas
 from ..judge import judge_accuracy, kernel_distance, kernel_distance_floor
 
@@ -56,6 +61,8 @@ def guiding_reward(solver, label: int):
         return ClassifierReward(load_digit_classifier(), label)
     if reads == "noisy":
         return NoisyClassifierReward(load_digit_classifier(noise_aware=True), label)
+    if reads == "readout":
+        return ReadoutReward(load_readout_head("readout-digits-class"), label, load("digits"))
     raise ValueError(f"digits-reward has no reward for {type(solver).__name__}, which reads {reads!r}; "
                      "it provides clean-x0 ('x0') and noise-aware ('noisy') classifier rewards")
 
@@ -89,7 +96,7 @@ class DigitsReward:
         sigmas = prior_sigmas(prior, nfe)
         x = sigmas[0] * torch.randn(n, *prior.shape, generator=g)
         samples = solver(prior, reward, x, sigmas, generator=g).clamp(*prior.data_range)
-        guide = reward.classifier if reward is not None else load_digit_classifier()
+        guide = getattr(reward, "classifier", None) or load_digit_classifier()
         with torch.no_grad():
             guide_accuracy = float((guide(samples).argmax(1) == label).float().mean())
         reference = references(label)

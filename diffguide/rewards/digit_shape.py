@@ -1,0 +1,88 @@
+"""Non-differentiable shape rewards for digit images (the ``digits`` prior: (1, 16, 16) in [-1, 1], ink high).
+
+A pixel is ink where its value (the mean over channels) exceeds ``threshold`` (0: the middle of
+the data range). Both rewards count pixels after thresholding, so their gradient is zero almost
+everywhere: ``differentiable = False``, for derivative-free solvers (SCG, best-of-N) only.
+
+- ``ComponentCountReward(target)``: ``-|c - target|`` with ``c`` the number of connected ink
+  components (``scipy.ndimage.label``; 8-connectivity by default, 4 on request). A sample with no
+  ink has ``c = 0``.
+- ``InkFractionReward(target, region)``: ``-|f - target|`` with ``f`` the fraction of ink pixels in
+  ``region = (row_start, row_stop, col_start, col_stop)`` (Python slice bounds; the whole image by
+  default).
+
+Both return (B,) in the input's dtype and on its device; higher is better, 0 is the target met.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .base import Reward
+
+
+def ink_mask(x0: torch.Tensor, threshold: float) -> np.ndarray:
+    """(B, H, W) boolean ink mask of image samples (B, C, H, W), as NumPy."""
+    return (x0.detach().mean(1) > threshold).cpu().numpy()
+
+
+def _check_image_shape(reward: Reward, shape: tuple[int, ...]) -> None:
+    if len(shape) != 3:
+        raise ValueError(f"{type(reward).__name__} scores images of shape (C, H, W), but the prior's samples have shape {tuple(shape)}")
+
+
+class ComponentCountReward(Reward):
+    differentiable = False
+
+    def __init__(self, target: int, *, threshold: float = 0.0, connectivity: int = 8):
+        super().__init__()
+        if not (isinstance(target, int) and target >= 0):
+            raise ValueError(f"target must be a count >= 0, got {target!r}")
+        if connectivity not in (4, 8):
+            raise ValueError(f"connectivity must be 4 or 8 (neighbouring pixels), got {connectivity!r}")
+        self.target, self.threshold, self.connectivity = target, float(threshold), connectivity
+
+    def counts(self, x0: torch.Tensor) -> torch.Tensor:
+        """The number of connected ink components of each sample, (B,) int64."""
+        structure = ndimage.generate_binary_structure(2, 1 if self.connectivity == 4 else 2)
+        return torch.tensor([ndimage.label(mask, structure=structure)[1] for mask in ink_mask(x0, self.threshold)],
+                            dtype=torch.int64)
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        return -(self.counts(x0) - self.target).abs().to(device=x0.device, dtype=x0.dtype)
+
+    def check(self, shape, dtype=torch.float32) -> None:
+        _check_image_shape(self, shape)
+
+
+class InkFractionReward(Reward):
+    differentiable = False
+
+    def __init__(self, target: float, region: tuple[int, int, int, int] | None = None, *, threshold: float = 0.0):
+        super().__init__()
+        if not 0.0 <= target <= 1.0:
+            raise ValueError(f"target must be a fraction in [0, 1], got {target}")
+        if region is not None and (len(region) != 4 or region[0] >= region[1] or region[2] >= region[3]):
+            raise ValueError(f"region must be (row_start, row_stop, col_start, col_stop) with start < stop, got {region}")
+        self.target, self.threshold = float(target), float(threshold)
+        self.region = None if region is None else tuple(int(v) for v in region)
+
+    def fractions(self, x0: torch.Tensor) -> torch.Tensor:
+        """The ink fraction of the region in each sample, (B,) float64."""
+        mask = ink_mask(x0, self.threshold)
+        if self.region is not None:
+            top, bottom, left, right = self.region
+            mask = mask[:, top:bottom, left:right]
+        return torch.from_numpy(mask.reshape(len(mask), -1).mean(1))
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        return -(self.fractions(x0) - self.target).abs().to(device=x0.device, dtype=x0.dtype)
+
+    def check(self, shape, dtype=torch.float32) -> None:
+        _check_image_shape(self, shape)
+        if self.region is not None:
+            top, bottom, left, right = self.region
+            height, width = shape[1], shape[2]
+            if not (0 <= top < bottom <= height and 0 <= left < right <= width):
+                raise ValueError(f"InkFractionReward's region {self.region} does not fit in images of {height}x{width}")
