@@ -114,15 +114,16 @@ def test_strength_schedules_follow_the_ddpm_betas():
 
 def test_smoothed_reward_matches_the_gaussian_convolution():
     """For ``r(x0) = -||x0 - y||^2 / 2 s^2``, ``E exp r(x0 + g delta)`` is proportional to
-    ``N(x0; y, (s^2 + g^2) I)``, so the smoothed gradient is ``-(x0 - y) / (s^2 + g^2)``."""
-    s, gamma, k = 0.3, 0.4, 200_000
-    y = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
+    ``N(x0; y, (s^2 + g^2) I)``, so the smoothed gradient is ``-(x0 - y) / (s^2 + g^2)``.
+    Each sample has its own target ``y``: the reward must see the batch in its order."""
+    s, gamma, k = 0.3, 0.4, 20_000
+    y = torch.tensor([[0.5, -1.0], [0.8, -1.2]], dtype=torch.float64)
     x0 = torch.tensor([[0.2, 0.1], [1.0, -1.5]], dtype=torch.float64, requires_grad=True)
     noise = gamma * torch.randn(k, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     objective = smoothed(lambda x: -0.5 * (x - y).pow(2).sum(1) / s**2, noise)
     (grad,) = torch.autograd.grad(objective(x0).sum(), x0)
     exact = -(x0.detach() - y) / (s**2 + gamma**2)
-    assert torch.allclose(grad, exact, rtol=0.03, atol=0.03)
+    assert torch.allclose(grad, exact, rtol=0.05, atol=0.05)
     assert (grad - exact).abs().max() < 0.2 * (-(x0.detach() - y) / s**2 - exact).abs().max()  # smoothing mattered
     log_value = objective(x0.detach())
     exact_log = -0.5 * (x0.detach() - y).pow(2).sum(1) / (s**2 + gamma**2) - math.log((s**2 + gamma**2) / s**2)

@@ -76,12 +76,15 @@ def smoothing_generator(generator: torch.Generator | None) -> torch.Generator | 
 
 
 def smoothed(reward, noise: torch.Tensor | None):
-    """``log f~(x0) = logsumexp_k r(x0 + noise_k) - log K`` for noise of shape (K, B, *shape)."""
+    """``log f~(x0) = logsumexp_k r(x0 + noise_k) - log K`` for noise of shape (K, B, *shape).
+
+    The reward sees batches of B, one per draw k, so rewards with a target per sample keep
+    their alignment."""
     if noise is None:
         return reward
 
     def objective(x0):
-        values = reward((x0[None] + noise).flatten(0, 1)).reshape(noise.shape[0], x0.shape[0])
+        values = torch.stack([reward(x0 + draw) for draw in noise])
         return torch.logsumexp(values, dim=0) - math.log(noise.shape[0])
 
     return objective

@@ -52,8 +52,9 @@ REDUCED = ("digit-3", "digit-7")
 REDUCED_SAMPLES = 8
 
 
-def guiding_reward(solver, label: int):
-    """The reward that guides ``solver`` towards ``label``, by what the solver reads (None if unguided)."""
+def guiding_reward(solver, label: int | torch.Tensor):
+    """The reward that guides ``solver`` towards ``label`` (an int, or one per sample), by what the
+    solver reads (None if unguided)."""
     if solver.needs == "none":
         return None
     reads = solver.reward_input
