@@ -97,6 +97,8 @@ def test_deepinv_peers_run_in_the_same_results_at_the_same_budget(tmp_path):
     images = load_images(out, records[0])
     assert set(images) == {"truth", "measurement", "result"} and images["result"].ndim == 4
     assert "| digits-blur | 6 |" in (out / "report.md").read_text()
+    assert main(["bench", "report", str(out), "--solver", "dps", "--solver", "deepinv-ddrm", "--name", "two.md"]) == 0
+    assert "| instance | NFE | deepinv-ddrm | dps |" in (out / "two.md").read_text()
 
 
 def test_deepinv_peers_on_the_exact_posterior_task(tmp_path):

@@ -109,11 +109,13 @@ def sample_grids(out: Path, records: list[dict]) -> list[Path]:
     return paths
 
 
-def write_report(out: Path) -> Path:
+def write_report(out: Path, solvers: list[str] | None = None, name: str = "report.md") -> Path:
+    """Write ``out/name`` from ``out/results.jsonl``, over the runs of ``solvers`` (default: all)."""
     out = Path(out)
-    records = read_results(out)
+    records = [r for r in read_results(out) if solvers is None or r["solver"] in solvers]
     if not records:
-        raise ValueError(f"{out}: no results.jsonl with results; run diffguide bench TASK --out {out} first")
+        raise ValueError(f"{out}: no results{' for ' + ', '.join(solvers) if solvers else ''} in results.jsonl; "
+                         f"run diffguide bench TASK --out {out} first")
     summary = summarise(records)
     text = ["# diffguide bench report", "", f"{len(records)} runs.", ""]
     for task in sorted({task for (task, *_rest) in summary}):
@@ -123,6 +125,6 @@ def write_report(out: Path) -> Path:
         text += ["![sliced Wasserstein over the floor against NFE](gmm_posterior_nfe.png)", ""]
     for path in sample_grids(out, records):
         text += [f"![{path.stem}]({path.relative_to(out)})", ""]
-    report = out / "report.md"
+    report = out / name
     report.write_text("\n".join(text))
     return report

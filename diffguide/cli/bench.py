@@ -42,11 +42,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("task", help=f"one of {', '.join(TASKS)}, or 'report'")
     p.add_argument("dir", nargs="?", help="with 'report': the results folder")
     p.add_argument("--solver", action="append", default=None,
-                   help=f"solver spec, repeatable (default: dps); also the peers {', '.join(PEERS)}")
+                   help=f"solver spec, repeatable (default: dps); also the peers {', '.join(PEERS)}; "
+                        "with 'report': report only these solvers")
     p.add_argument("--instance", action="append", default=None, help="run only this instance (repeatable)")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--nfe", type=int, action="append", default=None, help="NFE budget, repeatable (default 100)")
     p.add_argument("--out", help="results folder")
+    p.add_argument("--name", default="report.md", help="with 'report': the report's file name in DIR")
     p.add_argument("--reduced", action="store_true", help="tiny instances (for tests)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1: in process)")
     p.set_defaults(run=run)
@@ -56,7 +58,7 @@ def run(args) -> None:
     if args.task == "report":
         if not args.dir:
             raise UsageError("usage: diffguide bench report DIR")
-        print(f"report: {write_report(Path(args.dir))}")
+        print(f"report: {write_report(Path(args.dir), args.solver, args.name)}")
         return
     if args.task not in TASKS:
         raise UsageError(f"unknown task {args.task!r}; expected one of {', '.join(TASKS)}")
