@@ -65,6 +65,27 @@ def side_by_side(summary: dict[tuple, dict], task: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gmm_aggregate(summary: dict[tuple, dict]) -> str:
+    """gmm-posterior: sliced W2 over the floor, averaged over the instances of each dimension, per
+    solver and NFE budget (1 is exact; the prior alone is the ``prior`` column's ratio)."""
+    cells = defaultdict(list)
+    for (task, instance, solver, budget), m in summary.items():
+        if task == "gmm-posterior" and m.get("floor"):
+            dim = instance.split("-")[0]
+            for group in (dim, "all"):
+                cells[(solver, budget, group)].append(m["sliced_wasserstein"] / m["floor"])
+                cells[("(prior alone)", budget, group)].append(m["prior"] / m["floor"])
+    if not cells:
+        return ""
+    groups = sorted({g for (_, _, g) in cells if g != "all"}, key=lambda g: int(g[1:])) + ["all"]
+    lines = ["Sliced W2 / floor, mean over instances (1 is exact)", "",
+             "| solver | NFE | " + " | ".join(groups) + " |", "|" + " --- |" * (2 + len(groups))]
+    for solver, budget in sorted({(s, b) for (s, b, _) in cells}):
+        values = [f"{mean(cells[(solver, budget, g)]):.2f}" if cells.get((solver, budget, g)) else "" for g in groups]
+        lines.append(f"| {solver} | {budget} | " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def nfe_plot(summary: dict[tuple, dict], path: Path) -> bool:
     """Sliced Wasserstein over the floor against NFE per solver (gmm-posterior); False if no such rows."""
     curves = defaultdict(lambda: defaultdict(list))
@@ -119,7 +140,10 @@ def write_report(out: Path, solvers: list[str] | None = None, name: str = "repor
     summary = summarise(records)
     text = ["# diffguide bench report", "", f"{len(records)} runs.", ""]
     for task in sorted({task for (task, *_rest) in summary}):
-        text += [f"## {task}", "", side_by_side(summary, task)]
+        text += [f"## {task}", ""]
+        if task == "gmm-posterior":
+            text += [gmm_aggregate(summary)]
+        text += [side_by_side(summary, task)]
     text += ["## Every metric", "", markdown_table(summary)]
     if nfe_plot(summary, out / "gmm_posterior_nfe.png"):
         text += ["![sliced Wasserstein over the floor against NFE](gmm_posterior_nfe.png)", ""]
