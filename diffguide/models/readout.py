@@ -21,20 +21,17 @@ own intermediate features at the noisy state: ``r = R(F(x, sigma), sigma)``.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from ..checked_weights import WEIGHTS_DIR, load_checked
 from ..types import sigma_batch
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 #: the decoder of the ``digits`` prior at every scale: 4x4, 8x8, 16x16 (64 and 32 channels).
 DEFAULT_BLOCKS = ("mid_block", "up_blocks.0", "up_blocks.1", "up_blocks.2")
 TASKS = ("class", "mask")
@@ -160,15 +157,7 @@ def load_readout_head(name: str, folder: str | Path | None = None) -> ReadoutHea
     """A readout head shipped in ``diffguide/weights/NAME`` (or ``folder``), in eval mode with frozen
     parameters; raises ``ValueError`` if the weights' sha256 differs from the card's."""
     folder = Path(folder) if folder is not None else WEIGHTS_DIR / name
-    card_file = folder / "card.json"
-    if not card_file.is_file():
-        raise ValueError(f"no readout head {name!r}: {card_file} is missing")
-    card = json.loads(card_file.read_text())
-    weights = folder / card["weights_file"]
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else "missing"
-    if digest != card["weights_sha256"]:
-        raise ValueError(f"{weights}: sha256 {digest[:16]}... does not match the card's {card['weights_sha256'][:16]}...; "
-                         "the weights file is corrupted or was replaced (reinstall diffguide)")
+    card, tensors = load_checked(folder, f"readout head {name!r}")
     head = ReadoutHead(**card["architecture"])
-    head.load_state_dict(load_file(str(weights)))
+    head.load_state_dict(tensors)
     return head.eval().requires_grad_(False)

@@ -8,13 +8,12 @@ unconditional model), used when no ``class_labels`` is passed.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+from ..checked_weights import WEIGHTS_DIR, verify
 from .diffusers_unet import DiffusersDenoiser
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 WEIGHTS_FILE = "unet/diffusion_pytorch_model.safetensors"
 
 
@@ -32,20 +31,11 @@ def card(name: str, folder: Path | None = None) -> dict:
     return json.loads(file.read_text())
 
 
-def verify(folder: Path, expected_sha256: str) -> None:
-    """Raise ``ValueError`` unless the weights file's sha256 is the card's."""
-    weights = folder / WEIGHTS_FILE
-    actual = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else "missing"
-    if actual != expected_sha256:
-        raise ValueError(f"{weights}: sha256 {actual[:16]}... does not match the card's {expected_sha256[:16]}...; "
-                         "the weights file is corrupted or was replaced (reinstall diffguide)")
-
-
 def load(name: str, folder: Path | str | None = None) -> DiffusersDenoiser:
     """A shipped prior as a ready denoiser, after checking its weights against the card."""
     folder = Path(folder) if folder is not None else WEIGHTS_DIR / name
     info = card(name, folder)
-    verify(folder, info["weights_sha256"])
+    verify(folder / WEIGHTS_FILE, info["weights_sha256"])
     prior = DiffusersDenoiser.from_pretrained(folder)
     classes = prior.unet.config.num_class_embeds
     if classes:

@@ -47,8 +47,7 @@ import torch
 
 from ..counting import count
 from ..types import per_sample
-from .base import Solver
-from .edict import edict_chain, noise_estimate
+from .edict import EDICT, edict_chain, noise_estimate
 
 
 def _noise_estimate_with_vjp(run, z: torch.Tensor, sigma):
@@ -114,7 +113,9 @@ class InvertibleEDICT(torch.autograd.Function):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class DOODL(Solver):
+class DOODL(EDICT):
+    """EDICT sampling (``mix``, ``leapfrog``) from an initial noise optimised for the reward."""
+
     needs = "gradient"
 
     iterations: int = 50
@@ -123,13 +124,9 @@ class DOODL(Solver):
     grad_clip: float = 1e-3
     perturbation: float = 1e-4
     renormalize: bool = True
-    mix: float = 0.93
-    leapfrog: bool = True
 
     def check(self, denoiser, reward, x, sigmas) -> None:
         super().check(denoiser, reward, x, sigmas)
-        if not 0 < self.mix <= 1:
-            raise ValueError(f"the EDICT mixing weight must lie in (0, 1], got {self.mix}")
         if self.iterations < 0 or not self.lr > 0 or not 0 <= self.momentum < 1 or not self.grad_clip > 0 \
                 or not self.perturbation >= 0:
             raise ValueError("DOODL needs iterations >= 0, lr > 0, 0 <= momentum < 1, grad_clip > 0 and "
