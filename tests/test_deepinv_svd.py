@@ -33,6 +33,9 @@ def test_decomposition_reproduces_the_operator(name):
     assert torch.allclose(physics.A_adjoint(y), operator.adjoint(y), atol=tol)
     assert torch.allclose(physics.V(physics.V_adjoint(x)), x, atol=tol)  # V orthogonal
     assert float(physics.noise_model.sigma) == pytest.approx(0.01)
+    mask = physics.mask if physics.mask.ndim else None
+    if mask is not None and not isinstance(operator, Matrix):  # DDRM indexes V^T x with the mask
+        assert physics.V_adjoint(x).shape[1:] == mask.shape[1:]
 
 
 def test_unknown_operator_is_a_clear_error():

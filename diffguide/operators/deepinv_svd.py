@@ -3,7 +3,7 @@ need the singular value decomposition ``A = U diag(s) V^T`` (deepinv's DDRM).
 
 - ``Matrix``: the dense SVD; ``V`` is square (d x d) and ``s`` is padded with zeros to d, so
   the measured coordinates are the first ``m`` of ``V^T x``; ``U`` maps them to y.
-- ``Inpaint``: ``U = V = I`` and ``s`` is the 0/1 mask.
+- ``Inpaint``: ``U = V = I`` and ``s`` is the 0/1 mask, repeated over the channels.
 - ``Blur`` with circular padding: deepinv's ``BlurFFT`` with the same kernel (``U``, ``V`` are
   unitary real FFTs, ``s`` the kernel's frequency response).
 - ``Downsample`` by ``f``: every f x f block is averaged, i.e. ``(1/f^2) 1^T`` per block,
@@ -70,7 +70,8 @@ def to_deepinv_decomposable(operator, shape: tuple[int, ...], noise_sigma: float
             V=lambda z: (z @ vh.to(z.dtype)).reshape(z.shape[0], *shape), V_adjoint=lambda x: x.flatten(1) @ vh.T.to(x.dtype),
             mask=singular, noise_model=noise)
     if isinstance(operator, Inpaint):
-        return deepinv.physics.DecomposablePhysics(mask=operator.mask.to(torch.float32)[None], noise_model=noise)
+        mask = operator.mask.to(torch.float32).expand(*shape)[None]  # per channel: DDRM indexes with it
+        return deepinv.physics.DecomposablePhysics(mask=mask, noise_model=noise)
     if isinstance(operator, Blur) and operator.padding == "circular":
         return deepinv.physics.BlurFFT(tuple(shape), filter=operator.kernel[None, None], noise_model=noise)
     if isinstance(operator, Downsample):
