@@ -4,16 +4,18 @@ from __future__ import annotations
 import torch
 
 from ..data.digits import digits_train
+from ..data.ns_vorticity_set import augment_ns_vorticity, ns_vorticity_train
 from ..data.photos import photos_train
 from ..training.train import train
-from ..training.unet import photos_unet_config, unet_config
+from ..training.unet import ns_vorticity_unet_config, photos_unet_config, unet_config
 
-#: training images and network config of each shipped prior
-DATA = {"digits": (digits_train, unet_config), "photos": (photos_train, photos_unet_config)}
+#: training images, network config and batch augmentation (or None) of each shipped prior
+DATA = {"digits": (digits_train, unet_config, None), "photos": (photos_train, photos_unet_config, None),
+        "ns-vorticity": (ns_vorticity_train, ns_vorticity_unet_config, augment_ns_vorticity)}
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a diffusion prior (digits or photos)",
+    p = subparsers.add_parser("train", help="train a diffusion prior (digits, photos or ns-vorticity)",
                               description="Train a UNet prior with EMA, bf16 autocast, checkpoints every few minutes "
                                           "and a log in --out; rerun the same command to resume. The result is "
                                           "exported to --out/final (diffusers layout + card.json).")
@@ -34,8 +36,8 @@ def add_parser(subparsers) -> None:
 def run(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
-    data, config = DATA[args.data]
+    data, config, augment = DATA[args.data]
     final = train(data, args.steps, args.out, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                   label_dropout=args.label_dropout, seed=args.seed, bf16=args.bf16, unet=config(),
-                  checkpoint_every_seconds=args.checkpoint_every_seconds)
+                  checkpoint_every_seconds=args.checkpoint_every_seconds, augment=augment)
     print(f"exported {final}")

@@ -36,7 +36,7 @@ def load(name: str, folder: Path | str | None = None) -> DiffusersDenoiser:
     folder = Path(folder) if folder is not None else WEIGHTS_DIR / name
     info = card(name, folder)
     verify(folder / WEIGHTS_FILE, info["weights_sha256"])
-    prior = DiffusersDenoiser.from_pretrained(folder)
+    prior = DiffusersDenoiser.from_pretrained(folder, data_range=tuple(info.get("data_range", (-1.0, 1.0))))
     classes = prior.unet.config.num_class_embeds
     if classes:
         prior.null_label = classes - 1

@@ -8,6 +8,12 @@ AdamW with linear warmup then a constant learning rate; an EMA of the weights
 is what gets exported. The learning rate does not depend on the total number of
 steps, so a run can be extended: ``train(steps=4)`` then ``train(steps=8)`` in
 the same folder gives the same losses as ``train(steps=8)``.
+
+Data: a data source is called once, with no argument or, if it takes one, with
+the run folder, where it may cache what it costs to make (the ns-vorticity
+fields). An optional ``augment(x0, generator)`` maps each batch before it is
+noised (e.g. the symmetries of the data), drawing from the training generator,
+so runs stay deterministic and resumable.
 """
 from __future__ import annotations
 
@@ -27,7 +33,9 @@ from diffguide.training.checkpoint import TrainState, load_checkpoint, save_chec
 from diffguide.training.export import export_final
 from diffguide.training.unet import NULL_LABEL, make_scheduler, make_unet, scheduler_config, unet_config
 
-DataSource = Callable[[], tuple[Tensor, Tensor]]
+#: () -> (images, labels), or (run folder) -> (images, labels)
+DataSource = Callable[..., tuple[Tensor, Tensor]]
+Augmentation = Callable[[Tensor, torch.Generator], Tensor]
 
 
 def train(
@@ -49,17 +57,20 @@ def train(
     checkpoint_every_seconds: float = 180.0,
     log_every: int = 200,
     progress: bool = True,
+    augment: Augmentation | None = None,
 ) -> Path:
     """Train for ``steps`` optimizer steps in total, resuming from ``out`` if it holds a checkpoint.
 
     ``data`` returns float images (N, C, H, W) in the model's value range and int64
     labels (N,) in 0..9; an unconditional ``unet`` config (no ``num_class_embeds``)
-    ignores the labels. ``bf16`` runs the network under CPU bfloat16 autocast
-    (the loss and the weights stay float32). Returns the exported ``out/final``.
+    ignores the labels. A source that takes an argument is given ``out``, the run
+    folder. ``augment(x0, generator)``, if given, maps every batch before it is noised.
+    ``bf16`` runs the network under CPU bfloat16 autocast (the loss and the weights
+    stay float32). Returns the exported ``out/final``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    images, labels = data()
+    images, labels = data(out) if inspect.signature(data).parameters else data()
     config = _jsonable(
         dict(
             unet=unet or unet_config(),
@@ -75,6 +86,7 @@ def train(
                 label_dropout=label_dropout,
                 seed=seed,
                 bf16=bf16,
+                **({} if augment is None else dict(augment=f"{augment.__module__}.{augment.__qualname__}")),
             ),
         )
     )
@@ -126,7 +138,7 @@ def train(
         current_lr = lr * min(1.0, (step + 1) / max(warmup_steps, 1))
         for group in optimizer.param_groups:
             group["lr"] = current_lr
-        loss = _loss(model, noise_schedule, images, labels, batch_size, label_dropout, generator, bf16)
+        loss = _loss(model, noise_schedule, images, labels, batch_size, label_dropout, generator, bf16, augment)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -177,10 +189,13 @@ def _loss(
     label_dropout: float,
     generator: torch.Generator,
     bf16: bool,
+    augment: Augmentation | None = None,
 ) -> Tensor:
     """One batch of the DDPM loss, all draws from ``generator``."""
     index = torch.randint(0, len(images), (batch_size,), generator=generator)
     x0, y = images[index], labels[index]
+    if augment is not None:
+        x0 = augment(x0, generator)
     y = torch.where(torch.rand(batch_size, generator=generator) < label_dropout, NULL_LABEL, y)
     t = torch.randint(0, noise_schedule.config.num_train_timesteps, (batch_size,), generator=generator)
     eps = torch.randn(x0.shape, generator=generator)
