@@ -1,7 +1,7 @@
 """The results file of a benchmark run: one JSON line per (instance, solver, seed), appended
 and flushed as each run ends, so an interrupted run loses at most the run in progress and a
 rerun skips what is done. A run's images (for the report's grids) are saved beside it as
-``images/<task>--<instance>--<solver>--nfe<N>.npz``, one array per name (no pickles)."""
+``images/<task>--<instance>--<solver>--nfe<N>.npz``, one float16 array per name (no pickles)."""
 from __future__ import annotations
 
 import json
@@ -54,7 +54,8 @@ def save_images(out: Path, record: dict, images: dict[str, torch.Tensor]) -> str
     name = "--".join([record["task"], record["instance"], record["solver"], f"nfe{record['nfe_budget']}"])
     relative = Path("images") / (re.sub(r"[^A-Za-z0-9._=-]+", "_", name) + ".npz")
     (Path(out) / relative).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(Path(out) / relative, **{key: value.detach().float().cpu().numpy() for key, value in images.items()})
+    arrays = {key: value.detach().cpu().to(torch.float16).numpy() for key, value in images.items()}  # for viewing only
+    np.savez_compressed(Path(out) / relative, **arrays)
     return str(relative)
 
 
@@ -63,4 +64,4 @@ def load_images(out: Path, record: dict) -> dict[str, torch.Tensor]:
     if not record.get("images"):
         return {}
     with np.load(Path(out) / record["images"], allow_pickle=False) as arrays:
-        return {key: torch.from_numpy(arrays[key]) for key in arrays.files}
+        return {key: torch.from_numpy(arrays[key]).float() for key in arrays.files}
