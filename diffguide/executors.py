@@ -51,6 +51,7 @@ to 1). One ``map_unordered`` or ``evaluate`` runs on an executor at a time.
 """
 from __future__ import annotations
 
+import abc
 import collections
 import contextlib
 import dataclasses
@@ -201,11 +202,12 @@ class _Ledger:
         return Evaluation(values, failed, self.attempts, tuple(self.errors))
 
 
-class Executor:
+class Executor(abc.ABC):
     """The interface: ``map_unordered`` and ``evaluate``; back-ends implement ``_drain``."""
 
+    @abc.abstractmethod
     def map_unordered(self, fn: Callable, items: Iterable) -> Iterator:
-        raise NotImplementedError
+        """``fn(item)`` for every item, yielded as each finishes; an exception in ``fn`` propagates."""
 
     def evaluate(self, fn: Callable, samples: np.ndarray, *, batched: bool = False, retries: int = 0,
                  timeout: float | None = None, output_shape: Sequence[int] | None = None) -> Evaluation:
@@ -224,9 +226,9 @@ class Executor:
     def _chunk_size(self, n: int) -> int:
         return max(n, 1)
 
+    @abc.abstractmethod
     def _drain(self, ledger: _Ledger, fn, samples, batched, timeout) -> None:
         """Run the ledger's pending chunks, settling every outcome, until none is left."""
-        raise NotImplementedError
 
     def close(self) -> None:
         """Release the workers (no-op in process)."""

@@ -47,7 +47,8 @@ from ..schedules import prior_sigmas
 from ..solvers.ddim import DDIM, DDPM
 from ..solvers.heun import Heun
 from ..training.checkpoint import CHECKPOINT, load_checkpoint
-from ..training.unet import make_scheduler, make_unet, restore_padding_mode
+from ..priors.unet_padding import restore_padding_mode
+from ..training.unet import make_scheduler, make_unet
 
 K_MAX = 16
 SPECTRUM_GOAL = 1.0  # max |log2(E_prior / E_data)| over k = 1..K_MAX: a factor 2

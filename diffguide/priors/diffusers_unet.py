@@ -22,7 +22,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 from ..schedules import sigmas_from_alphas_cumprod, timestep_of_sigma
-from ..training.unet import restore_padding_mode
+from .unet_padding import restore_padding_mode
 from ..types import per_sample, sigma_batch
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")

@@ -43,11 +43,11 @@ from __future__ import annotations
 from typing import Any
 
 from diffusers import DDPMScheduler, UNet2DModel
-from torch import nn
+
+from ..priors.unet_padding import PADDING_MODE, set_padding_mode
 
 NULL_LABEL = 10
 #: the key in a UNet config (ours, and the saved ``config.json``) naming how its convolutions pad
-PADDING_MODE = "padding_mode"
 
 
 def unet_config(**overrides: Any) -> dict[str, Any]:
@@ -127,25 +127,6 @@ def make_unet(config: dict[str, Any]) -> UNet2DModel:
     if config.get(PADDING_MODE, "zeros") != "zeros":
         set_padding_mode(unet, config[PADDING_MODE])
     return unet
-
-
-def set_padding_mode(unet: UNet2DModel, mode: str) -> UNet2DModel:
-    """Make every padded convolution of ``unet`` pad with ``mode`` and record it in ``unet.config``.
-
-    ``save_pretrained`` then writes ``padding_mode`` into ``config.json``; ``UNet2DModel.from_pretrained``
-    warns that it ignores it and keeps it in ``unet.config``, from which :func:`restore_padding_mode`
-    sets it again."""
-    for module in unet.modules():
-        if isinstance(module, nn.Conv2d) and any(module.padding):
-            module.padding_mode = mode
-    unet.register_to_config(**{PADDING_MODE: mode})
-    return unet
-
-
-def restore_padding_mode(unet: UNet2DModel) -> UNet2DModel:
-    """Apply the ``padding_mode`` recorded in a loaded UNet's config (nothing when there is none)."""
-    mode = unet.config.get(PADDING_MODE, "zeros")
-    return unet if mode == "zeros" else set_padding_mode(unet, mode)
 
 
 def make_scheduler(config: dict[str, Any]) -> DDPMScheduler:
