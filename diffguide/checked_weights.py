@@ -30,3 +30,12 @@ def load_checked(folder: Path, what: str) -> tuple[dict, dict[str, torch.Tensor]
     weights = Path(folder) / card["weights_file"]
     verify(weights, card["weights_sha256"])
     return card, load_file(str(weights))
+
+
+def write_card(folder: Path, weights: Path, card: dict) -> Path:
+    """Write ``folder/card.json``: ``card`` plus the weights file's path (relative to ``folder``),
+    size and sha256, which ``load_checked`` and ``verify`` check on loading."""
+    full = dict(card, weights_file=str(Path(weights).relative_to(folder)), weights_bytes=Path(weights).stat().st_size,
+                weights_sha256=hashlib.sha256(Path(weights).read_bytes()).hexdigest())
+    (Path(folder) / "card.json").write_text(json.dumps(full, indent=1) + "\n")
+    return Path(folder) / "card.json"

@@ -14,7 +14,6 @@ evaluation written to the card.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import time
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import Tensor
 
+from diffguide.checked_weights import write_card
 from diffguide.data.digits import SPLIT_FILE, load_digits_split
 from diffguide.models import digit_classifier
 from diffguide.models.digit_classifier import SIGMA_MAX, SIGMA_MIN, DigitClassifier
@@ -143,11 +143,8 @@ def train_classifier(
         **evaluation,
         training_seconds=round(seconds, 1),
         torch=torch.__version__,
-        weights_file=weights.name,
-        weights_bytes=weights.stat().st_size,
-        weights_sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
     )
-    (out / "card.json").write_text(json.dumps(card, indent=1) + "\n")
+    write_card(out, weights, card)
     return out
 
 

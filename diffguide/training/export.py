@@ -7,8 +7,6 @@ The folder loads with ``UNet2DModel.from_pretrained(DIR/final/unet)`` and
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import diffusers
 import torch
 from torch import Tensor
 
+from diffguide.checked_weights import write_card
 from diffguide.training.unet import NULL_LABEL, make_scheduler, make_unet
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -34,8 +33,6 @@ def export_final(
     full_card = dict(
         card,
         parameters=sum(p.numel() for p in unet.parameters()),
-        weights_bytes=weights.stat().st_size,
-        weights_sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
         resolution=config["unet"]["sample_size"],
         channels=config["unet"]["in_channels"],
         class_labels=(f"0-{NULL_LABEL - 1}, {NULL_LABEL} = null (unconditional)"
@@ -46,5 +43,5 @@ def export_final(
         torch=torch.__version__,
         diffusers=diffusers.__version__,
     )
-    (final / "card.json").write_text(json.dumps(full_card, indent=1) + "\n")
+    write_card(final, weights, full_card)
     return final

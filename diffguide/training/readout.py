@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import math
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from diffguide.checked_weights import write_card
 from diffguide.data.digits import SPLIT_FILE, load_digits_split
 from diffguide.models import readout
 from diffguide.models.readout import DEFAULT_BLOCKS, ReadoutHead, block_channels, denoise_with_features, ink_mask
@@ -153,11 +153,8 @@ def train_readout_heads(out_dir: str | Path, steps: int, seed: int = 0, *, batch
             baselines=baselines[task],
             training_seconds_both_heads=round(seconds, 1),
             torch=torch.__version__,
-            weights_file=weights.name,
-            weights_bytes=weights.stat().st_size,
-            weights_sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
         )
-        (folder / "card.json").write_text(json.dumps(card, indent=1) + "\n")
+        write_card(folder, weights, card)
         written[task] = folder
     return written
 
