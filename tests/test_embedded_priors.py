@@ -11,7 +11,7 @@ from diffguide.schedules import karras_sigmas
 from diffguide.solvers.ddim import DDIM
 
 
-@pytest.mark.parametrize("name", ["digits", "photos"])
+@pytest.mark.parametrize("name", ["digits", "photos", "ns-vorticity"])
 def test_shipped_prior_loads_offline_and_samples(name, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert name in available()
@@ -22,7 +22,8 @@ def test_shipped_prior_loads_offline_and_samples(name, monkeypatch):
     x = sigmas[0] * torch.randn(2, *prior.shape, generator=torch.Generator().manual_seed(0))
     samples = DDIM()(prior, None, x, sigmas)
     assert samples.shape == (2, *prior.shape) and torch.isfinite(samples).all()
-    assert samples.abs().max() < 3  # in the data range [-1, 1] up to sampler overshoot, not noise at sigma 80
+    bound = max(abs(v) for v in prior.data_range)  # [-1, 1] for images, [-5, 5] for vorticity
+    assert samples.abs().max() < 3 * bound  # in the data range up to sampler overshoot, not noise at sigma 80
 
 
 def test_digits_prior_is_class_conditional_with_a_null_label():
@@ -50,7 +51,19 @@ def test_unknown_prior_names_what_exists():
         load("cifar")
 
 
-@pytest.mark.parametrize("name", ["digits", "photos"])
+def test_vorticity_prior_is_periodic_in_its_data_range_with_its_evidence():
+    prior = load("ns-vorticity")
+    assert prior.shape == (1, 64, 64) and prior.data_range == (-5.0, 5.0)
+    assert prior.unet.conv_in.padding_mode == "circular"  # the flow lives on the periodic square
+    x = torch.randn(1, *prior.shape, generator=torch.Generator().manual_seed(0))
+    # four stride-2 downsamplings: equivariant to shifts by multiples of 16 pixels
+    shifted = prior(x.roll(16, dims=-1), 1.0)
+    assert torch.allclose(shifted, prior(x, 1.0).roll(16, dims=-1), atol=1e-4)
+    evidence = card("ns-vorticity")["evidence"]
+    assert evidence["passes"] and evidence["samples"] >= 256
+
+
+@pytest.mark.parametrize("name", ["digits", "photos", "ns-vorticity"])
 def test_cards_hold_what_the_issue_asks(name):
     info = json.loads((WEIGHTS_DIR / name / "card.json").read_text())
     for key in ("data", "resolution", "schedule", "parameters", "training_steps", "final_loss_ema", "training_seconds", "weights_sha256"):

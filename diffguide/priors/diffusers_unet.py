@@ -22,7 +22,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 from ..schedules import sigmas_from_alphas_cumprod, timestep_of_sigma
-from .unet_padding import restore_padding_mode
+from .unet_padding import padding_mode_notice_silenced, restore_padding_mode
 from ..types import per_sample, sigma_batch
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -156,7 +156,9 @@ def _load_unet(folder: Path) -> UNet2DModel:
     if name != "UNet2DModel":
         raise ValueError(f"{config_file}: model class {name!r}; expected 'UNet2DModel'")
     try:
-        unet = UNet2DModel.from_pretrained(folder, local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False)
+        with padding_mode_notice_silenced():
+            unet = UNet2DModel.from_pretrained(folder, local_files_only=True, use_safetensors=True,
+                                               low_cpu_mem_usage=False)
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"{folder}: could not load the UNet2DModel weights ({reason}); expected a complete "

@@ -3,10 +3,30 @@ set on every padded convolution, recorded in the UNet's config so that it surviv
 ``save_pretrained``, and re-applied after ``from_pretrained``."""
 from __future__ import annotations
 
+import contextlib
+import logging
+
 from diffusers import UNet2DModel
 from torch import nn
 
 PADDING_MODE = "padding_mode"
+
+
+class _DropPaddingModeNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return PADDING_MODE not in record.getMessage()
+
+
+@contextlib.contextmanager
+def padding_mode_notice_silenced():
+    """Within: diffusers' warning that ``from_pretrained`` ignores ``padding_mode`` is dropped
+    (:func:`restore_padding_mode` applies it); its other messages pass."""
+    logger, notice = logging.getLogger("diffusers.configuration_utils"), _DropPaddingModeNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
 
 
 def set_padding_mode(unet: UNet2DModel, mode: str) -> UNet2DModel:
