@@ -135,3 +135,17 @@ def test_process_pool_gives_the_same_records_as_in_process(tmp_path):
                            executor=ProcessPool(2))
     by_key = {run_key(r): r["metrics"] for r in serial}
     assert {run_key(r): r["metrics"] for r in pooled} == by_key  # same seeds, same numbers, any order
+
+
+def test_cli_bench_runs_on_a_dask_scheduler_address(tmp_path):
+    from distributed import LocalCluster
+
+    out = tmp_path / "dask"
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        assert main(["bench", "gmm-posterior", "--reduced", "--solver", "dps:zeta=0.5", "--solver", "ddim", "--nfe", "8",
+                     "--scheduler", cluster.scheduler_address, "--out", str(out)]) == 0
+    serial = run_benchmark(GMMPosterior(), SOLVERS, seeds=1, nfe=8, out=tmp_path / "serial", reduced=True)
+    by_key = {(r["instance"], r["solver"].split(":")[0]): r["metrics"] for r in serial}
+    remote = {(r["instance"], r["solver"].split(":")[0]): r["metrics"] for r in read_results(out)}
+    assert remote == by_key  # the cluster's workers ran the same runs with the same numbers
+    assert main(["bench", "gmm-posterior", "--reduced", "--scheduler", "tcp://127.0.0.1:1", "--out", str(out)]) == 2

@@ -10,12 +10,14 @@ from ..benchmarks.report import write_report
 from ..benchmarks.tasks.digits_reward import DigitsReward
 from ..benchmarks.tasks.gmm_posterior import GMMPosterior
 from ..benchmarks.tasks.motion import Motion
+from ..benchmarks.tasks.navier_stokes import NavierStokes
 from ..benchmarks.tasks.restore import Restore
-from ..executors import InProcess, ProcessPool
+from ..executors import DaskExecutor, InProcess, ProcessPool
 from .errors import UsageError
 from .specs import parse_spec, parse_solver
 
-TASKS = {"gmm-posterior": GMMPosterior, "restore": Restore, "motion": Motion, "digits-reward": DigitsReward}
+TASKS = {"gmm-posterior": GMMPosterior, "restore": Restore, "motion": Motion, "digits-reward": DigitsReward,
+         "navier-stokes": NavierStokes}
 PEERS = tuple(f"deepinv-{method}" for method in METHODS)
 
 
@@ -51,6 +53,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--name", default="report.md", help="with 'report': the report's file name in DIR")
     p.add_argument("--reduced", action="store_true", help="tiny instances (for tests)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1: in process)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786) "
+                        "instead of local workers")
     p.set_defaults(run=run)
 
 
@@ -66,8 +71,20 @@ def run(args) -> None:
         raise UsageError("--out DIR is required")
     solvers = {spec: parse_bench_solver(spec) for spec in (args.solver or ["dps"])}
     task = TASKS[args.task]()
-    executor = ProcessPool(args.workers) if args.workers > 1 else InProcess()
-    for nfe in args.nfe or [100]:
-        written = run_benchmark(task, solvers, args.seeds, nfe, Path(args.out), reduced=args.reduced,
-                                executor=executor, instances=args.instance)
-        print(f"{args.task} at {nfe} NFE: {len(written)} new runs -> {Path(args.out) / 'results.jsonl'}")
+    if args.scheduler and args.workers > 1:
+        raise UsageError("--scheduler runs on the cluster's workers; drop --workers")
+    with executor_for(args) as executor:
+        for nfe in args.nfe or [100]:
+            written = run_benchmark(task, solvers, args.seeds, nfe, Path(args.out), reduced=args.reduced,
+                                    executor=executor, instances=args.instance)
+            print(f"{args.task} at {nfe} NFE: {len(written)} new runs -> {Path(args.out) / 'results.jsonl'}")
+
+
+def executor_for(args):
+    """Where the runs go: a Dask cluster (``--scheduler``), a local pool (``--workers N``) or this process."""
+    if args.scheduler:
+        try:
+            return DaskExecutor(args.scheduler, connect_timeout=5.0)
+        except OSError as err:
+            raise UsageError(f"cannot reach a Dask scheduler at {args.scheduler}: {err}") from None
+    return ProcessPool(args.workers) if args.workers > 1 else InProcess()

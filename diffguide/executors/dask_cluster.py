@@ -12,10 +12,11 @@ from .base import Executor, Failure, _evaluate_chunk_list, _parallel_chunk_size
 class DaskExecutor(Executor):
     """Evaluate on a Dask cluster: a new ``LocalCluster`` (``workers`` x ``threads_per_worker``,
     ``processes``) when ``address`` is None, the scheduler at ``address``, or a given ``Client``
-    (shared, not closed by ``close()``)."""
+    (shared, not closed by ``close()``). A scheduler that does not answer within ``connect_timeout``
+    seconds is an ``OSError``."""
 
     def __init__(self, address=None, *, workers: int = 2, threads_per_worker: int = 1, processes: bool = True,
-                 chunks_per_worker: int = 4, grace: float = 10.0):
+                 chunks_per_worker: int = 4, grace: float = 10.0, connect_timeout: float = 10.0):
         from distributed import Client, LocalCluster
 
         self.chunks_per_worker, self.grace = chunks_per_worker, grace
@@ -27,7 +28,7 @@ class DaskExecutor(Executor):
                 address = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
                                        processes=processes, dashboard_address=None)
                 self._owned.append(address)
-            self.client = Client(address)
+            self.client = Client(address, timeout=connect_timeout)
             self._owned.insert(0, self.client)
 
     def close(self) -> None:

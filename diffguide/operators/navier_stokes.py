@@ -11,7 +11,9 @@ reads the vorticity, in physical units, at the sensors:
 - ``random_sensors(m, generator)``: ``m`` distinct grid points drawn from ``generator``, (1, m).
 
 ``A`` is nonlinear and differentiable by autograd through every solver step (memory grows
-with the number of steps). It is a pure function of each sample: the solver uses a fixed
+with the number of steps). ``black_box()`` gives the same map as a
+:class:`~diffguide.operators.black_box.BlackBox` on NumPy arrays: no gradient, evaluated through
+an executor (a process pool or a Dask cluster), as a simulator that cannot be differentiated. It is a pure function of each sample: the solver uses a fixed
 time step, so a batch gives exactly the samples evaluated one by one. The solver runs in
 its own dtype (float64 by default); ``A(x)`` is returned in ``x``'s dtype. A blow-up
 (an input far outside the data, too fast for the time step) shows as NaN in that sample's
@@ -19,10 +21,15 @@ output and is left to the caller to detect.
 """
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 
 from ..physics.navier_stokes import NavierStokes2D
+from ..executors import Executor
 from .base import Operator
+from .black_box import BlackBox
 
 
 class NavierStokesObservation(Operator):
@@ -74,5 +81,25 @@ class NavierStokesObservation(Operator):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.output_shape(tuple(x.shape[1:]))
+        return self.observe(x)
+
+    def observe(self, x: torch.Tensor) -> torch.Tensor:
+        """``A(x)``: the physics alone (no shape check, no evaluation counted)."""
         field = self.solver.evolve(self.scale * x[:, 0], self.T)
         return field[:, self.rows, self.cols].reshape(x.shape[0], *self.sensor_shape)
+
+    def black_box(self, *, executor: Executor | None = None, chunk: int = 4, **options) -> BlackBox:
+        """The same map as a ``BlackBox`` (``differentiable = False``) on ``executor``, each call of
+        the simulator taking ``chunk`` fields (on a CPU, small batches are fastest); ``options``
+        are ``BlackBox``'s (``retries``, ``timeout``)."""
+        n = self.solver.resolution
+        return BlackBox(functools.partial(simulate, observation=self, chunk=chunk), batched=True, executor=executor,
+                        input_shape=(1, n, n), output_shape=self.sensor_shape, **options)
+
+
+def simulate(fields: np.ndarray, observation: NavierStokesObservation, chunk: int) -> np.ndarray:
+    """The black-box simulator: (J, 1, N, N) NumPy fields -> (J, *sensor_shape) measurements, in
+    batches of ``chunk``."""
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(fields))
+        return torch.cat([observation.observe(part) for part in x.split(chunk)]).numpy()
