@@ -69,3 +69,20 @@ def labelled_grid_figure(rows: dict[str, list[tuple[str, torch.Tensor]]], data_r
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def field_figure(fields: dict[str, torch.Tensor], title: str = "", size: float = 2.2, limit: float | None = None):
+    """Named scalar fields (N, M) side by side on one diverging colour scale, symmetric about 0
+    (``limit``: its end; default the largest magnitude shown), with a colour bar."""
+    limit = limit or max(float(field.abs().max()) for field in fields.values())
+    fig, axes = plt.subplots(1, len(fields), figsize=(size * len(fields) + 0.9, size + 0.5), squeeze=False)
+    for ax, (name, field) in zip(axes[0], fields.items()):
+        shown = ax.imshow(field.detach().float().cpu().numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit,
+                          interpolation="nearest", origin="lower")
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(shown, ax=list(axes[0]), shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig

@@ -16,5 +16,6 @@ def test_quick_demo_writes_report_figures_and_metrics(tmp_path):
         assert f"![{name}]({name}.png)" in report
     for name in ("digits-deblur", "digits-inpaint", "photos-inpaint", "photos-sr"):
         assert metrics[name]["psnr"] > 10 and 0 < metrics[name]["ssim"] <= 1
+    assert metrics["navier-stokes"]["forward_evaluations"] > 0 and metrics["navier-stokes"]["rel_l2"] < 2
     guided = {name: m["judge_accuracy"] for name, m in metrics["reward-guidance"].items() if name != "unguided DDPM"}
     assert max(guided.values()) > metrics["reward-guidance"]["unguided DDPM"]["judge_accuracy"]

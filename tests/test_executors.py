@@ -61,9 +61,10 @@ def test_map_unordered_raises_what_fn_raised_and_the_executor_works_on(executor)
     assert sorted(executor.map_unordered(simulators.square, range(4))) == [0, 1, 4, 9]
 
 
-@pytest.mark.parametrize("executor, chunk", [("in_process", 16), ("pool", 2), ("dask", 2)], indirect=["executor"])
-def test_chunks_are_ceil_of_samples_over_four_per_worker(executor, chunk):
-    """16 samples: one call in process; over 2 workers, chunks of ceil(16 / (4 * 2)) = 2."""
+@pytest.mark.parametrize("executor, chunk", [("in_process", 16), ("pool", 2), ("dask", 4)], indirect=["executor"])
+def test_chunks_are_ceil_of_samples_over_chunks_per_worker(executor, chunk):
+    """16 samples: one call in process; over 2 workers, chunks of ceil(16 / (4 * 2)) = 2 on the pool
+    (4 chunks per worker) and ceil(16 / (2 * 2)) = 4 on Dask (2 per worker)."""
     evaluation = executor.evaluate(simulators.batch_size, np.zeros((16, 3)), batched=True)
     np.testing.assert_array_equal(evaluation.values[:, 0], np.full(16, chunk))
 
@@ -154,13 +155,14 @@ def test_dask_abandons_a_chunk_past_its_allowance(dask):
 def test_a_batched_call_that_raises_is_retried_one_sample_at_a_time(executor):
     """The call holding sample 3 raises as a whole; the retries, one sample each, isolate it.
     In process the call is the whole batch (16 retries); over 2 workers the chunks are
-    ceil(16 / 8) = 2 samples, so only samples 2 and 3 are retried."""
+    ceil(16 / 8) = 2 samples on the pool, so only samples 2 and 3 are retried, and ceil(16 / 4) = 4
+    on Dask, so samples 0-3 are."""
     samples = indexed_samples(16)
     evaluation = executor.evaluate(functools.partial(simulators.batch_raises_on, bad=(3,)), samples, batched=True,
                                    retries=1)
     np.testing.assert_array_equal(evaluation.failed, np.arange(16) == 3)
     np.testing.assert_array_equal(np.delete(evaluation.values, 3, 0), np.delete(loop(simulators.heat, samples), 3, 0))
-    retried = np.arange(16) if isinstance(executor, InProcess) else np.array([2, 3])
+    retried = {InProcess: np.arange(16), ProcessPool: np.array([2, 3]), DaskExecutor: np.arange(4)}[type(executor)]
     np.testing.assert_array_equal(evaluation.attempts, 1 + np.isin(np.arange(16), retried))
 
 

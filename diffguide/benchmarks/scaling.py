@@ -1,7 +1,7 @@
 """Scaling benchmark: one EnKG run whose forward model is a CPU-bound black-box simulator, on one
 worker (in process) against a 2-process pool and a 2-worker Dask ``LocalCluster``.
 
-``python -m diffguide.benchmarks.scaling [--particles 16] [--steps 10]`` prints the simulator's
+``python -m diffguide.benchmarks.scaling [--particles 32] [--steps 10]`` prints the simulator's
 cost per call, each back-end's wall time for the same run (after a warm-up evaluation, so worker
 start-up is not counted) and the ratios to the one-worker time. The goal on 2 cores: at least 1.7x
 for a simulator of at least 50 ms a call. The simulator is the project's Navier-Stokes solver
@@ -24,18 +24,7 @@ from ..rewards.likelihood import GaussianLikelihood
 from ..schedules import karras_sigmas
 from ..solvers.enkg import EnKG
 from ..solvers.run import set_progress
-
-RESOLUTION, HORIZON = 32, 3.0
-
-
-def simulate(vorticity: np.ndarray) -> np.ndarray:
-    """The black box: one (1, 32, 32) vorticity field evolved by ``HORIZON``, every 2nd point."""
-    from ..physics.navier_stokes import NavierStokes2D
-
-    torch.set_num_threads(1)
-    field = torch.from_numpy(vorticity).to(torch.float64)
-    return NavierStokes2D(RESOLUTION).evolve(field, HORIZON)[..., ::2, ::2].numpy()
-
+from .scaling_simulator import RESOLUTION, simulate
 
 def enkg_run(executor, particles: int, steps: int) -> tuple[torch.Tensor, float]:
     """The same EnKG run on ``executor``: (final particles, wall seconds after the warm-up)."""
@@ -47,7 +36,7 @@ def enkg_run(executor, particles: int, steps: int) -> tuple[torch.Tensor, float]
     truth = prior.sample(1, g)
     likelihood = GaussianLikelihood(operator, operator(truth) + 0.05 * torch.randn(1, 1, 16, 16, generator=g,
                                                                                      dtype=torch.float64), 0.05)
-    operator(torch.zeros(2, *shape, dtype=torch.float64))  # warm-up: workers started and importing
+    operator(torch.zeros(particles, *shape, dtype=torch.float64))  # warm-up: every worker started and imported
     sigmas = karras_sigmas(steps, 2e-3, 80.0).double()
     x = sigmas[0] * torch.randn(particles, *shape, generator=g, dtype=torch.float64)
     start = time.perf_counter()
@@ -57,7 +46,7 @@ def enkg_run(executor, particles: int, steps: int) -> tuple[torch.Tensor, float]
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--particles", type=int, default=16)
+    parser.add_argument("--particles", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args(argv)
     set_progress(False)

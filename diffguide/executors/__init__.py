@@ -36,11 +36,11 @@ time limit (per call of fn: one sample, or one chunk when batched) is enforced:
 
 Chunking. ``InProcess`` evaluates the batch as one chunk. The parallel back-ends split J
 samples over W worker slots (processes, or Dask threads) into chunks of
-``ceil(J / (chunks_per_worker * W))`` samples (``chunks_per_worker`` = 4 by default): at most
-4 W round trips per batch whatever J is, so the per-call overhead (measured: about 0.1 ms a
-chunk on the pool, about 3 ms on a local Dask cluster) stays small next to a simulator call,
-while each worker gets about four chunks, so a slow chunk leaves at most about a quarter of
-one worker's share at the end.
+``ceil(J / (chunks_per_worker * W))`` samples (``chunks_per_worker`` = 4 by default on the pool,
+2 on Dask): at most 4 W (2 W) round trips per batch whatever J is, so the per-call overhead
+(measured: about 0.1 ms a chunk on the pool, a few ms on a local Dask cluster) stays small next
+to a simulator call, while each worker gets several chunks, so a slow chunk leaves at most a
+part of one worker's share at the end.
 Set ``chunks_per_worker=1`` for one call per worker (a vectorised fn that likes large batches).
 
 ``fn`` and the samples are pickled to the workers: for ``ProcessPool`` fn must be importable

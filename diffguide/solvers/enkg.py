@@ -104,6 +104,7 @@ def ensemble_kalman_update(denoise: Denoise, likelihood: Likelihood, x: torch.Te
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EnKG(Solver):
     needs = "any"
+    batch_is_ensemble = True
 
     guidance_scale: float = 2.0
     updates: int = 2
