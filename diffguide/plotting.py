@@ -71,18 +71,22 @@ def labelled_grid_figure(rows: dict[str, list[tuple[str, torch.Tensor]]], data_r
     return fig
 
 
-def field_figure(fields: dict[str, torch.Tensor], title: str = "", size: float = 2.2, limit: float | None = None):
-    """Named scalar fields (N, M) side by side on one diverging colour scale, symmetric about 0
-    (``limit``: its end; default the largest magnitude shown), with a colour bar."""
+def field_figure(fields: dict[str, torch.Tensor], title: str = "", size: float = 2.2, limit: float | None = None,
+                 columns: int | None = None):
+    """Named scalar fields (N, M) on one diverging colour scale, symmetric about 0 (``limit``: its
+    end; default the largest magnitude shown), ``columns`` to a row (default: all in one), with a
+    colour bar."""
     limit = limit or max(float(field.abs().max()) for field in fields.values())
-    fig, axes = plt.subplots(1, len(fields), figsize=(size * len(fields) + 0.9, size + 0.5), squeeze=False)
-    for ax, (name, field) in zip(axes[0], fields.items()):
+    columns = columns or len(fields)
+    rows = -(-len(fields) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns + 0.9, size * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, field) in zip(axes.flat, fields.items()):
         shown = ax.imshow(field.detach().float().cpu().numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit,
                           interpolation="nearest", origin="lower")
         ax.set_title(name, fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.colorbar(shown, ax=list(axes[0]), shrink=0.8)
+    fig.colorbar(shown, ax=list(axes.flat), shrink=0.8)
     if title:
         fig.suptitle(title, fontsize=9)
     return fig

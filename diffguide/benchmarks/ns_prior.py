@@ -29,7 +29,9 @@ Also reported, without a goal: the flatness of the values (3.8 in the data), and
 The prior is a training run's folder (its checkpoint's EMA weights, so it can be checked while
 training goes on), an exported ``final/`` folder, or a shipped prior's folder.
 
-``python -m diffguide.benchmarks.ns_prior RUN_OR_PRIOR [--n 256] [--steps 32] [--sampler heun] [--data DIR]``
+``python -m diffguide.benchmarks.ns_prior RUN_OR_PRIOR [--n 256] [--steps 32] [--sampler heun] [--data DIR]
+[--figure PNG]`` (the README's picture: ``diffguide/weights/ns-vorticity --data RUN/data --n 64
+--figure docs/images/ns_vorticity_samples.png``)
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ import torch
 
 from ..data.ns_vorticity import energy_spectrum, vorticity_histogram
 from ..data.ns_vorticity_set import CACHE, ns_vorticity_held_out
+from ..plotting import field_figure, plt
 from ..priors.diffusers_unet import DiffusersDenoiser
 from ..schedules import prior_sigmas
 from ..solvers.ddim import DDIM, DDPM
@@ -193,6 +196,18 @@ def ns_prior_evidence(path: str | Path, data: str | Path | None = None, *, n: in
     return evidence
 
 
+def samples_figure(path: str | Path, data: str | Path, figure: str | Path, *, count: int = 6, steps: int = 32,
+                   sampler: str = "heun", seed: int = 0) -> None:
+    """``count`` held-out fields above ``count`` samples of the prior in ``path``, on one colour scale."""
+    samples = sample_prior(load_ns_prior(path), count, steps, sampler, seed)
+    fields = {f"held-out {i + 1}": w[0] for i, w in enumerate(ns_vorticity_held_out(data)[:count])}
+    fields.update({f"prior sample {i + 1}": w[0] for i, w in enumerate(samples)})
+    fig = field_figure(fields, columns=count, limit=4.0,
+                       title="ns-vorticity: held-out flow fields (top) and unguided prior samples (bottom)")
+    fig.savefig(figure, dpi=90)
+    plt.close(fig)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m diffguide.benchmarks.ns_prior", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -204,6 +219,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sampler", choices=sorted(SAMPLERS), default="heun")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--figure", default=None, help="also draw 6 held-out fields above 6 prior samples to this file")
     parser.add_argument("--update-card", action="store_true",
                         help="write the evidence (and the data range it used) into PRIOR/card.json")
     args = parser.parse_args(argv)
@@ -212,6 +228,8 @@ def main(argv=None) -> None:
     evidence = ns_prior_evidence(args.prior, args.data, n=args.n, steps=args.steps, sampler=args.sampler,
                                  seed=args.seed)
     print(json.dumps(evidence, indent=1))
+    if args.figure:
+        samples_figure(args.prior, args.data, args.figure, steps=args.steps, sampler=args.sampler, seed=args.seed)
     if args.update_card:
         file = Path(args.prior) / "card.json"
         if not file.is_file():

@@ -20,6 +20,9 @@ HEADLINES = {
     "restore": ("PSNR / SSIM", lambda m: f"{m['psnr']:.2f} / {m['ssim']:.3f}"),
     "motion": ("flow EPE (paste floor) / change outside", lambda m: f"{m['flow_epe']:.2f} ({m['flow_epe_paste']:.2f}) / "
                                                                     f"{m['outside_change']:.3f}"),
+    "navier-stokes": ("rel. L2 of the mean / of a sample, misfit, forward evaluations",
+                      lambda m: f"{m['rel_l2_of_mean']:.3f} / {m['rel_l2']:.3f}, {m['misfit']:.1f}, "
+                                f"{m['operator_evals']:.0f} evals"),
 }
 
 
@@ -31,6 +34,7 @@ def summarise(records: list[dict]) -> dict[tuple, dict]:
     for key, runs in sorted(groups.items()):
         metrics = {name: mean(run["metrics"][name] for run in runs) for name in runs[0]["metrics"]}
         metrics.update(seeds=len(runs), nfe=mean(run["nfe"] for run in runs),
+                       operator_evals=mean(run["operator_evals"] for run in runs),
                        wall_seconds=mean(run["wall_seconds"] for run in runs),
                        peak_memory_mb=max(run.get("peak_memory_mb", float("nan")) for run in runs),
                        peak_rss_mb=max(run["peak_rss_mb"] for run in runs))
@@ -51,7 +55,8 @@ def markdown_table(summary: dict[tuple, dict]) -> str:
 def side_by_side(summary: dict[tuple, dict], task: str) -> str:
     """One row per (instance, NFE budget), one column per solver: headline (wall s, peak MB)."""
     label, headline = HEADLINES.get(task, ("metrics", lambda m: ", ".join(
-        f"{k} {v:.3g}" for k, v in m.items() if k not in ("seeds", "nfe", "wall_seconds", "peak_memory_mb", "peak_rss_mb"))))
+        f"{k} {v:.3g}" for k, v in m.items()
+        if k not in ("seeds", "nfe", "operator_evals", "wall_seconds", "peak_memory_mb", "peak_rss_mb"))))
     rows = sorted({(instance, budget) for (t, instance, _, budget) in summary if t == task})
     solvers = sorted({solver for (t, _, solver, _) in summary if t == task})
     lines = [f"{label} (mean wall seconds, peak MB of the run)", "",

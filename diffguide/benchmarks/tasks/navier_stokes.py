@@ -130,5 +130,4 @@ class NavierStokes:
                 "misfit": float(residual.mean()),
                 "rel_l2_prior_mean": float(relative_error(prior_mean(), truth)),
                 "images": {name: field / prior.data_range[1]  # shown in [-1, 1]
-                           for name, field in (("truth", truth), ("mean", result.mean(0, keepdim=True)),
-                                               ("samples", result[:3]))}}
+                           for name, field in (("truth", truth), ("result", result.mean(0, keepdim=True)))}}
