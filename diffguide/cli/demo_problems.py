@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from ..counting import counting
 from ..benchmarks.judge import judge_predict
 from ..benchmarks.tasks.digits_reward import guiding_reward
-from ..benchmarks.tasks.navier_stokes import NavierStokes, prior_mean, relative_error
+from ..benchmarks.tasks.navier_stokes import NavierStokes, prior_mean
 from ..benchmarks.tasks.restore import DIGITS
 from ..data.digits import load_digits_split
 from ..data.photos import photos_eval
-from ..metrics import psnr, sliced_wasserstein, ssim
+from ..metrics import psnr, relative_l2, sliced_wasserstein, ssim
 from ..models.load import load_digit_classifier
 from ..operators.blur import Blur
 from ..operators.downsample import Downsample
@@ -221,8 +221,8 @@ def navier_stokes(quick, generator):
     with counting() as counts:
         ensemble = solver(prior, GaussianLikelihood(operator.black_box(), y, noise), x, sigmas, generator=generator)
     mean = ensemble.mean(0, keepdim=True)
-    metrics = {"rel_l2_of_mean": float(relative_error(mean, truth)), "rel_l2": float(relative_error(ensemble, truth).mean()),
-               "rel_l2_prior_mean": float(relative_error(prior_mean(), truth)), "forward_evaluations": counts.operator_evals,
+    metrics = {"rel_l2_of_mean": float(relative_l2(mean, truth)), "rel_l2": float(relative_l2(ensemble, truth).mean()),
+               "rel_l2_prior_mean": float(relative_l2(prior_mean(), truth)), "forward_evaluations": counts.operator_evals,
                "nfe": counts.nfe, "seconds": time.perf_counter() - start, "solver": repr(solver), "particles": particles}
     sensors = torch.full(truth.shape[-2:], float("nan"))  # the measurement on the grid, blank between sensors
     sensors[operator.rows, operator.cols] = y.flatten() / operator.scale

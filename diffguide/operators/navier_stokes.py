@@ -13,11 +13,12 @@ reads the vorticity, in physical units, at the sensors:
 ``A`` is nonlinear and differentiable by autograd through every solver step (memory grows
 with the number of steps). ``black_box()`` gives the same map as a
 :class:`~diffguide.operators.black_box.BlackBox` on NumPy arrays: no gradient, evaluated through
-an executor (a process pool or a Dask cluster), as a simulator that cannot be differentiated. It is a pure function of each sample: the solver uses a fixed
-time step, so a batch gives exactly the samples evaluated one by one. The solver runs in
-its own dtype (float64 by default); ``A(x)`` is returned in ``x``'s dtype. A blow-up
-(an input far outside the data, too fast for the time step) shows as NaN in that sample's
-output and is left to the caller to detect.
+an executor (a process pool or a Dask cluster), as a simulator that cannot be differentiated.
+It is a pure function of each sample: the solver uses a fixed time step, so a batch gives
+exactly the samples evaluated one by one. The solver runs in its own dtype (float64 by
+default); ``A(x)`` is returned in ``x``'s dtype. A blow-up (an input far outside the data, too
+fast for the time step) shows as NaN in that sample's output and is left to the caller to
+detect.
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ import functools
 import numpy as np
 import torch
 
-from ..physics.navier_stokes import NavierStokes2D
 from ..executors import Executor
+from ..physics.navier_stokes import NavierStokes2D
 from .base import Operator
 from .black_box import BlackBox
 

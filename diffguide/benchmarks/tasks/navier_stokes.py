@@ -49,6 +49,7 @@ import functools
 import torch
 
 from ...data.ns_vorticity import VORTICITY_SCALE, ns_vorticity_fields
+from ...metrics import relative_l2
 from ...operators.navier_stokes import NavierStokesObservation
 from ...physics.navier_stokes import NavierStokes2D
 from ...priors.embedded import load
@@ -90,11 +91,6 @@ def prior_mean() -> torch.Tensor:
     return shifted.mean(dim=(0, 1, -1), keepdim=True)[0].expand(1, 1, n, n)
 
 
-def relative_error(x: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """(B,): ``||x - truth|| / ||truth||`` per sample."""
-    return (x - truth).flatten(1).norm(dim=1) / truth.flatten(1).norm(dim=1)
-
-
 class NavierStokes:
     name = "navier-stokes"
 
@@ -125,9 +121,9 @@ class NavierStokes:
         result = solver(prior, likelihood, x, sigmas, generator=g).detach()
         with torch.no_grad():
             residual = (operator.observe(result) - y).flatten(1).norm(dim=1) / (noise * y[0].numel() ** 0.5)
-        return {"rel_l2": float(relative_error(result, truth).mean()),
-                "rel_l2_of_mean": float(relative_error(result.mean(0, keepdim=True), truth)),
+        return {"rel_l2": float(relative_l2(result, truth).mean()),
+                "rel_l2_of_mean": float(relative_l2(result.mean(0, keepdim=True), truth)),
                 "misfit": float(residual.mean()),
-                "rel_l2_prior_mean": float(relative_error(prior_mean(), truth)),
+                "rel_l2_prior_mean": float(relative_l2(prior_mean(), truth)),
                 "images": {name: field / prior.data_range[1]  # shown in [-1, 1]
                            for name, field in (("truth", truth), ("result", result.mean(0, keepdim=True)))}}
