@@ -13,7 +13,7 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 .venv/bin/diffguide bench navier-stokes --nfe 20 --workers 2 --out runs/bench-ns \
   --solver enkg --solver enkg:guidance_scale=1 \
   --solver scg:candidates=8,guidance_start=0.05 \
-  --solver dps-gsg:queries=6,difference=forward \
+  --solver dps-gsg:queries=6,difference=forward --solver dps-gsg:queries=6,difference=forward,zeta=0.3 \
   --solver best-of-n:n=36 \
   --solver dps:zeta=0.3 --solver dps:zeta=1 \
   --solver ddim
