@@ -26,6 +26,7 @@ from ..solvers.enkg import EnKG
 from ..solvers.run import set_progress
 from .scaling_simulator import RESOLUTION, simulate
 
+
 def enkg_run(executor, particles: int, steps: int) -> tuple[torch.Tensor, float]:
     """The same EnKG run on ``executor``: (final particles, wall seconds after the warm-up)."""
     shape = (1, RESOLUTION, RESOLUTION)
