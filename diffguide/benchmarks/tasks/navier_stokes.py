@@ -13,7 +13,8 @@ is about 5):
   noise level by gradient descent from the zero field leaves a relative error of 0.93;
 - ``subgrid2-T0.25-noise0.5``: the same sensors a quarter of the flow time later (the same descent
   reaches 0.60);
-- ``random256-T0.25-noise0.5``: 256 random grid points (6% of the grid) at ``T = 0.25``.
+- ``random256-T0.25-noise0.5``: 256 random grid points (6% of the grid) at ``T = 0.25``;
+- ``subgrid2-T0.25-noise2``: every 2nd point at ``T = 0.25`` with four times the noise.
 
 ``reduced`` (tests): the 2x subgrid at ``T = 0.25`` (a quarter of the flow time: better posed)
 with a batch of 4.
@@ -78,7 +79,8 @@ class Observation:
 
 INSTANCES = {"subgrid2-T1-noise0.5": Observation("subgrid", 2, 0.5, T=1.0),
              "subgrid2-T0.25-noise0.5": Observation("subgrid", 2, 0.5, T=0.25),
-             "random256-T0.25-noise0.5": Observation("random", 256, 0.5, T=0.25)}
+             "random256-T0.25-noise0.5": Observation("random", 256, 0.5, T=0.25),
+             "subgrid2-T0.25-noise2": Observation("subgrid", 2, 2.0, T=0.25)}
 REDUCED = {"subgrid2-T0.25": Observation("subgrid", 2, 0.5, T=0.25)}
 
 

@@ -17,3 +17,6 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
   --solver best-of-n:n=36 \
   --solver dps:zeta=0.3 --solver dps:zeta=1 \
   --solver ddim
+# A fourth instance, four times the noise (added later; the main comparisons only, for time):
+.venv/bin/diffguide bench navier-stokes --nfe 20 --workers 2 --out runs/bench-ns --instance subgrid2-T0.25-noise2 \
+  --solver enkg --solver scg:candidates=8,guidance_start=0.05 --solver dps:zeta=0.3 --solver dps:zeta=1 --solver ddim
