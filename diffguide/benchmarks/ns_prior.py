@@ -50,7 +50,6 @@ from ..schedules import prior_sigmas
 from ..solvers.ddim import DDIM, DDPM
 from ..solvers.heun import Heun
 from ..training.checkpoint import CHECKPOINT, load_checkpoint
-from ..priors.unet_padding import restore_padding_mode
 from ..training.unet import make_scheduler, make_unet
 
 K_MAX = 16
@@ -67,8 +66,7 @@ def load_ns_prior(path: str | Path) -> DiffusersDenoiser:
     """The denoiser in ``path``: a diffusers folder (``unet/``, ``scheduler/``), or a run folder's checkpoint (EMA)."""
     path = Path(path)
     if (path / "unet").is_dir():
-        prior = DiffusersDenoiser.from_pretrained(path, data_range=DATA_RANGE)
-        restore_padding_mode(prior.unet)
+        prior = DiffusersDenoiser.from_pretrained(path, data_range=DATA_RANGE)  # padding restored by the loader
     else:
         state = load_checkpoint(path)
         if state is None:

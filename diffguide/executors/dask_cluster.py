@@ -28,7 +28,7 @@ class DaskExecutor(Executor):
             self.client = address
         else:
             if address is None:
-                # the workers' statistical profiler takes the GIL every 10 ms: 4-5% of a CPU-bound
+                # the workers' statistical profiler takes the GIL every 10 ms: 2-6% of a CPU-bound
                 # simulator's time here, and nobody reads its profiles without a dashboard
                 with dask.config.set({"distributed.worker.profile.enabled": False}):
                     address = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
