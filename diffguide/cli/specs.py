@@ -26,6 +26,7 @@ from ..solvers.heun import Heun
 from ..solvers.readout_guidance import ReadoutGuidance
 from ..solvers.scg import SCG
 from ..solvers.symplectic_adjoint import SymplecticAdjointGuidance
+from ..solvers.tds import TDS
 from ..solvers.tfg import TFG
 from ..solvers.tfg_family import LGD, MPGD, UGD, FreeDoM
 from ..solvers.universal_guidance import UniversalGuidance
@@ -35,7 +36,7 @@ SOLVERS = {"dps": DPS, "ddim": DDIM, "ddpm": DDPM, "euler": Euler, "heun": Heun,
            "tfg": TFG, "freedom": FreeDoM, "mpgd": MPGD, "lgd": LGD, "ugd": UGD,
            "sag": SymplecticAdjointGuidance, "edict": EDICT, "doodl": DOODL,
            "classifier-guidance": ClassifierGuidance, "readout-guidance": ReadoutGuidance,
-           "enkg": EnKG, "scg": SCG, "dps-gsg": DPSGSG, "best-of-n": BestOfN}
+           "enkg": EnKG, "scg": SCG, "dps-gsg": DPSGSG, "best-of-n": BestOfN, "tds": TDS}
 UNGUIDED = tuple(name for name, cls in SOLVERS.items() if cls.needs == "none")
 
 OPERATOR_HELP = (
