@@ -135,6 +135,16 @@ def test_bilinear_warp_of_a_ramp_is_exact():
     torch.testing.assert_close(warp(ramp, flow)[..., 1:, :-1], (ramp + 0.3 * u - 0.7 * v)[..., 1:, :-1])
 
 
+def test_a_nan_flow_gives_nan_where_it_is_nan_and_no_index_error():
+    """A diverged sampler hands the warp a NaN flow; the NaN must reach the solver's finiteness check."""
+    image = torch.rand(1, 1, 6, 6, dtype=F64)
+    flow = torch.zeros(1, 2, 6, 6, dtype=F64)
+    flow[0, 0, 2, 3] = float("nan")
+    out = warp(image, flow)
+    assert out[0, 0, 2, 3].isnan() and int(out.isnan().sum()) == 1
+    torch.testing.assert_close(out[0, 0, 0], image[0, 0, 0])
+
+
 def test_flow_warp_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="flow field"):
         FlowWarp(torch.zeros(1, 3, 4, 4))

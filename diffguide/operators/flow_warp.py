@@ -56,7 +56,8 @@ def _taps(flow: torch.Tensor, padding: str) -> tuple[torch.Tensor, torch.Tensor]
         for dx, wx in ((0, 1 - fx), (1, fx)):
             xi, yi = x0 + dx, y0 + dy
             inside = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
-            index = yi.clamp(0, h - 1).long() * w + xi.clamp(0, w - 1).long()
+            # a NaN flow (a diverged sampler's estimate) gives NaN weights, so NaN out; its taps read pixel 0
+            index = yi.nan_to_num(0).clamp(0, h - 1).long() * w + xi.nan_to_num(0).clamp(0, w - 1).long()
             indices.append(index.reshape(b, -1))
             weights.append((wx * wy * inside).reshape(b, -1))
     return torch.stack(indices, 1), torch.stack(weights, 1)
