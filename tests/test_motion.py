@@ -307,8 +307,9 @@ def test_task_metrics_are_exact_on_the_source_and_the_paste():
 
 def test_reduced_task_runs_with_dps():
     task = Motion()
-    assert task.instances(reduced=True) == ["digits-shift-right", "photos-shift"]
-    assert set(task.instances(reduced=False)) == {"digits-shift-right", "digits-shift-down", "photos-shift"}
+    assert task.instances(reduced=True) == ["digits-shift-right", "photos-shift", "photos-shift-sdedit"]
+    assert set(task.instances(reduced=False)) == {"digits-shift-right", "digits-shift-down", "photos-shift",
+                                                  "photos-shift-sdedit"}
     for instance in task.instances(reduced=True):
         result = task.run(instance, DPS(step_size="constant", zeta=0.3), seed=0, nfe=4, reduced=True)
         images = result.pop("images")
@@ -325,3 +326,16 @@ def test_dps_with_the_motion_reward_moves_the_digit():
     unguided = task.run("digits-shift-right", DDIM(), seed=0, nfe=10, reduced=True)
     assert guided["flow_epe"] < 0.5 * unguided["flow_epe"]
     assert guided["moved_color_error"] < 0.6 * unguided["moved_color_error"]
+
+
+def test_sdedit_start_keeps_the_photo_and_guidance_moves_it():
+    """From the source noised to sigma 1 the unguided sampler changes far less outside the edit than
+    from pure noise, and guidance lowers the flow error from there. Measured (seed 0, 10 steps):
+    outside change 0.13 vs 0.58, flow EPE 0.62 guided vs 1.44 unguided."""
+    task = Motion()
+    from_noise = task.run("photos-shift", DDIM(), seed=0, nfe=10, reduced=True)
+    unguided = task.run("photos-shift-sdedit", DDIM(), seed=0, nfe=10, reduced=True)
+    guided = task.run("photos-shift-sdedit", DPS(step_size="constant", zeta=0.3, eta=0.0), seed=0, nfe=10, reduced=True)
+    assert unguided["outside_change"] < 0.5 * from_noise["outside_change"]
+    assert guided["flow_epe"] < 0.7 * unguided["flow_epe"]
+

@@ -5,9 +5,12 @@ Instances: ``digits-shift-right`` and ``digits-shift-down`` move the bounding bo
 of 8 held-out digits (16x16; ``reduced``: 2), grown by a pixel, by 2 pixels;
 ``photos-shift`` moves the centred 48x48 square of each held-out 128x128 photo crop 6
 pixels right (``reduced``: in the centre 32x32 of the first crop, the centred 12x12
-square by 2 pixels). The moved region is the part of the box whose destination stays
-inside the image; the target flow is the shift there and zero elsewhere. The solver
-starts from noise and gets the reward only: ``MotionReward`` with ``lambda_color = 100``
+square by 2 pixels). ``photos-shift-sdedit`` is the same edit started SDEdit-style (Meng et al.
+2022): the schedule runs from sigma 1 instead of 80, from the source plus noise of that level, so
+the sampler only has to move content, not redraw the photo (from noise the photos prior does not
+come back to the source: its results change the rest of the image by 0.5-0.6). The moved region
+is the part of the box whose destination stays inside the image; the target flow is the shift
+there and zero elsewhere. Otherwise the solver starts from noise and gets the reward only: ``MotionReward`` with ``lambda_color = 100``
 and ``lambda_flow = 3 * 512 / W`` (the paper's 3 for 512-pixel images, at the same
 relative motion), with Horn-Schunck flow (settings below).
 
@@ -39,6 +42,7 @@ from ...rewards.motion import MotionReward
 from ...schedules import karras_sigmas
 
 DIGITS = [0, 37, 75, 110, 145, 181, 217, 253]  # held-out positions: a mix of classes
+SDEDIT_SIGMA = 1.0
 
 
 #: Horn-Schunck settings (``estimate_flow`` keywords): digits are high-contrast and small,
@@ -52,12 +56,15 @@ class Edit:
     dataset: str
     shift: tuple[int, int]  # (x, y) pixels
     flow: dict  # the flow estimator's settings
+    start_sigma: float | None = None  # None: from noise at sigma 80; else SDEdit from the source noised to it
 
 
 EDITS = {"digits-shift-right": Edit("digits", (2, 0), DIGIT_FLOW),
          "digits-shift-down": Edit("digits", (0, 2), DIGIT_FLOW),
-         "photos-shift": Edit("photos", (6, 0), {**PHOTO_FLOW, "levels": 4})}
-REDUCED_EDITS = {"digits-shift-right": EDITS["digits-shift-right"], "photos-shift": Edit("photos", (2, 0), PHOTO_FLOW)}
+         "photos-shift": Edit("photos", (6, 0), {**PHOTO_FLOW, "levels": 4}),
+         "photos-shift-sdedit": Edit("photos", (6, 0), {**PHOTO_FLOW, "levels": 4}, start_sigma=SDEDIT_SIGMA)}
+REDUCED_EDITS = {"digits-shift-right": EDITS["digits-shift-right"], "photos-shift": Edit("photos", (2, 0), PHOTO_FLOW),
+                 "photos-shift-sdedit": Edit("photos", (2, 0), PHOTO_FLOW, start_sigma=SDEDIT_SIGMA)}
 
 
 def images(dataset: str, reduced: bool) -> torch.Tensor:
@@ -114,8 +121,11 @@ class Motion:
         sources, flows, reward, estimator = self.problem(instance, reduced)
         prior = load(EDITS[instance].dataset).with_shape(tuple(sources.shape[1:]))
         g = torch.Generator().manual_seed(seed)
-        sigmas = karras_sigmas(nfe, 2e-3, 80.0)
+        edit = (REDUCED_EDITS if reduced else EDITS)[instance]
+        sigmas = karras_sigmas(nfe, 2e-3, edit.start_sigma or 80.0)
         x = sigmas[0] * torch.randn(sources.shape, generator=g)
+        if edit.start_sigma is not None:
+            x = sources + x
         result = solver(prior, reward, x, sigmas, generator=g)
         return metrics(sources, flows, result, estimator)
 
