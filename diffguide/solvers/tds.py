@@ -29,8 +29,9 @@ Twists (``twist``):
   ``d`` backward passes a step for ``d`` dimensions, so it is for small problems.
 
 ``twist_scale`` tempers the intermediate twists (the paper's option); the final weight always uses
-the reward itself. Requires a differentiable reward; for a likelihood, one measurement shared by
-the batch (``y`` of batch 1). Cost: N NFE for N steps; ``grad_evals`` N (tweedie) or N d (covariance).
+the reward itself. Requires a differentiable reward that is one function for every particle (the
+resampling copies particles onto each other): for a likelihood, one measurement shared by the batch
+(``y`` of batch 1, checked); a batch of different images to restore needs one TDS run per image. Cost: N NFE for N steps; ``grad_evals`` N (tweedie) or N d (covariance).
 """
 from __future__ import annotations
 
