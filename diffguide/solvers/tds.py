@@ -31,7 +31,8 @@ Twists (``twist``):
 ``twist_scale`` tempers the intermediate twists (the paper's option); the final weight always uses
 the reward itself. Requires a differentiable reward that is one function for every particle (the
 resampling copies particles onto each other): for a likelihood, one measurement shared by the batch
-(``y`` of batch 1, checked); a batch of different images to restore needs one TDS run per image. Cost: N NFE for N steps; ``grad_evals`` N (tweedie) or N d (covariance).
+(``y`` of batch 1, checked); a batch of different images to restore needs one TDS run per image.
+Cost: N NFE for N steps; ``grad_evals`` N (tweedie) or N d (covariance).
 """
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ class TDS(Solver):
         if not 0 <= self.ess_threshold <= 1:
             raise ValueError(f"ess_threshold is a fraction of the particles, in [0, 1]; got {self.ess_threshold}")
         if isinstance(reward, Likelihood) and reward.y.shape[0] != 1:
-            raise ValueError(f"TDS's particles (the batch) share one measurement, but y has a batch of {reward.y.shape[0]}")
+            raise ValueError("TDS's particles (the batch) share one measurement, "
+                             f"but y has a batch of {reward.y.shape[0]}")
         if self.twist == "covariance" and not (isinstance(reward, GaussianLikelihood)
                                                and isinstance(reward.operator, LinearOperator)):
             raise ValueError("twist='covariance' needs a GaussianLikelihood with a linear operator, got "

@@ -10,9 +10,9 @@ square by 2 pixels). ``photos-shift-sdedit`` is the same edit started SDEdit-sty
 the sampler only has to move content, not redraw the photo (from noise the photos prior does not
 come back to the source: its results change the rest of the image by 0.5-0.6). The moved region
 is the part of the box whose destination stays inside the image; the target flow is the shift
-there and zero elsewhere. Otherwise the solver starts from noise and gets the reward only: ``MotionReward`` with ``lambda_color = 100``
-and ``lambda_flow = 3 * 512 / W`` (the paper's 3 for 512-pixel images, at the same
-relative motion), with Horn-Schunck flow (settings below).
+there and zero elsewhere. Otherwise the solver starts from noise. It gets the reward only:
+``MotionReward`` with ``lambda_color = 100`` and ``lambda_flow = 3 * 512 / W`` (the paper's 3 for
+512-pixel images, at the same relative motion), with Horn-Schunck flow (settings below).
 
 Metrics (means over the images):
 
