@@ -90,16 +90,16 @@ class TDS(Solver):
         x0, log_twist, grad = twist(run, x, run.sigmas[0])
         log_weights = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
         for i, sigma, sigma_next in run.steps():
-            guided = x0 + sigma**2 * grad
+            guided = run.clip(x0 + sigma**2 * grad)
             noise = run.noise_like(x)
-            x_next = ddim_step(x, run.clip(guided), sigma, sigma_next, 1.0, noise)
+            x_next = ddim_step(x, guided, sigma, sigma_next, 1.0, noise)
             if float(sigma_next) == 0:
                 log_weights += reward(x_next).double() - log_twist
                 x = x_next
                 run.record(i, sigma_next, x, x0)
                 break
             sigma_down, sigma_up = ancestral_sigmas(sigma, sigma_next, 1.0)
-            shift = ((run.clip(guided) - run.clip(x0)) * (1 - sigma_down / sigma)).flatten(1)  # m(x0~) - m(x0)
+            shift = ((guided - run.clip(x0)) * (1 - sigma_down / sigma)).flatten(1)  # m(x0~) - m(x0)
             log_transition = -0.5 * shift.pow(2).sum(1) / sigma_up**2 - (shift * noise.flatten(1)).sum(1) / sigma_up
             x0_next, log_twist_next, grad = twist(run, x_next, sigma_next)
             log_weights += (log_twist_next - log_twist + log_transition).double()
