@@ -27,7 +27,7 @@ class Solver(abc.ABC):
     #: what the reward reads: "x0" (a clean estimate: every ``Reward``), "noisy" (the noisy state and
     #: sigma, e.g. a noise-aware classifier) or "readout" (features of the prior's network).
     reward_input: ClassVar[str] = "x0"
-    #: True when the batch is one interacting ensemble for one measurement (EnKG), so its size is a
+    #: True when the batch is one interacting ensemble for one measurement (EnKG, TDS), so its size is a
     #: parameter of the method; False when the samples are drawn independently.
     batch_is_ensemble: ClassVar[bool] = False
 

@@ -119,9 +119,9 @@ class Motion:
 
     def run(self, instance: str, solver, seed: int, nfe: int, reduced: bool) -> dict:
         sources, flows, reward, estimator = self.problem(instance, reduced)
-        prior = load(EDITS[instance].dataset).with_shape(tuple(sources.shape[1:]))
-        g = torch.Generator().manual_seed(seed)
         edit = (REDUCED_EDITS if reduced else EDITS)[instance]
+        prior = load(edit.dataset).with_shape(tuple(sources.shape[1:]))
+        g = torch.Generator().manual_seed(seed)
         sigmas = karras_sigmas(nfe, 2e-3, edit.start_sigma or 80.0)
         x = sigmas[0] * torch.randn(sources.shape, generator=g)
         if edit.start_sigma is not None:

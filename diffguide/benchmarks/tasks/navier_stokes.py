@@ -29,9 +29,9 @@ by the solvers' own parameters (``docs/bench/scripts/navier_stokes.sh``).
 
 Every run draws a batch for the one measurement: an ensemble of ``ENSEMBLE`` particles for the
 solvers whose batch is an interacting ensemble (EnKG: its accuracy grows with the ensemble; on
-the reduced instance, 20 steps, 32 particles reach a relative error of 0.73, 128 reach 0.44), ``BATCH``
-independent samples for the others. Equal budgets are equal forward evaluations per run. Metrics (normalised units; relative errors are the same
-in physical units):
+the reduced instance, 20 steps, 32 particles reach a relative error of 0.73, 128 reach 0.44),
+``BATCH`` independent samples for the others. Equal budgets are equal forward evaluations per run.
+Metrics (normalised units; relative errors are the same in physical units):
 
 - ``rel_l2``: mean over the samples of ``||x - x_true|| / ||x_true||``;
 - ``rel_l2_of_mean``: the same for the batch mean (the posterior-mean estimate);
