@@ -6,6 +6,8 @@ from __future__ import annotations
 import kornia
 import torch
 
+__all__ = ["psnr", "ssim", "relative_l2", "sliced_wasserstein"]
+
 
 def psnr(x: torch.Tensor, reference: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
     """``10 log10(data_range^2 / MSE)`` per sample; ``data_range`` is high - low (2 for [-1, 1])."""

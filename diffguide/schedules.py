@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["karras_sigmas", "prior_sigmas", "vp_sigmas", "scheduler_sigmas", "sigmas_from_alphas_cumprod",
+           "timestep_of_sigma"]
+
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
     """EDM schedule (Karras et al. 2022, eq. 5): ``n`` levels from ``sigma_max`` to ``sigma_min``, then 0."""

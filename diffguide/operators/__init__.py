@@ -2,15 +2,18 @@
 from .base import LinearOperator, Operator
 from .black_box import BlackBox
 from .blur import Blur
-from .composition import compose
+from .composition import Composition, LinearComposition, compose
 from .deepinv_physics import DeepinvLinearPhysics, DeepinvPhysics, from_deepinv
+from .deepinv_svd import to_deepinv_decomposable
 from .downsample import Downsample
-from .flow_warp import FlowWarp
+from .flow_warp import FlowWarp, warp
+from .function import FunctionOperator, as_operator
 from .identity import Identity
 from .inpaint import Inpaint
 from .matrix import Matrix
 from .navier_stokes import NavierStokesObservation
 
-__all__ = ["Operator", "LinearOperator", "Identity", "Blur", "Inpaint", "Downsample", "Matrix", "DeepinvPhysics",
-           "DeepinvLinearPhysics", "from_deepinv", "compose", "BlackBox", "FlowWarp",
-           "NavierStokesObservation"]
+__all__ = ["Operator", "LinearOperator", "FunctionOperator", "as_operator", "Identity", "Blur", "Inpaint",
+           "Downsample", "Matrix", "FlowWarp", "warp", "NavierStokesObservation", "BlackBox", "DeepinvPhysics",
+           "DeepinvLinearPhysics", "from_deepinv", "to_deepinv_decomposable", "compose", "Composition",
+           "LinearComposition"]

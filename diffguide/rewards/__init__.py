@@ -1,0 +1,11 @@
+"""Rewards ``r(x0) -> (B,)``, higher is better; an inverse problem's reward is its ``Likelihood``."""
+from .base import Reward
+from .classifier import ClassifierReward
+from .digit_shape import ComponentCountReward, InkFractionReward
+from .likelihood import GaussianLikelihood, Likelihood
+from .motion import MotionReward
+from .noisy_classifier import NoisyClassifierReward
+from .readout import ReadoutReward
+
+__all__ = ["Reward", "Likelihood", "GaussianLikelihood", "ClassifierReward", "NoisyClassifierReward", "ReadoutReward",
+           "MotionReward", "ComponentCountReward", "InkFractionReward"]

@@ -1,0 +1,33 @@
+"""Solvers: one call, ``solver(denoiser, reward, x, sigmas, *, generator, callback, **cond) -> x``.
+
+Gradient-based (``DPS``, ``UniversalGuidance``, ``TFG`` and its family ``FreeDoM``, ``MPGD``,
+``LGD``, ``UGD``, ``SymplecticAdjointGuidance``, ``DOODL``, ``ClassifierGuidance``,
+``ReadoutGuidance``, ``TDS``), derivative-free (``EnKG``, ``SCG``, ``DPSGSG``, ``BestOfN``) and
+unguided (``Euler``, ``Heun``, ``DDIM``, ``DDPM``, ``EDICT``). ``Solver`` is their base class.
+"""
+from .base import Solver
+from .best_of_n import BestOfN
+from .classifier_guidance import ClassifierGuidance
+from .ddim import DDIM, DDPM
+from .doodl import DOODL
+from .dps import DPS
+from .dps_gsg import DPSGSG
+from .edict import EDICT
+from .enkg import EnKG
+from .euler import Euler
+from .heun import Heun
+from .readout_guidance import ReadoutGuidance
+from .record import StepRecord
+from .run import Run, set_progress
+from .scg import SCG
+from .symplectic_adjoint import SymplecticAdjointGuidance
+from .tds import TDS
+from .tfg import TFG
+from .tfg_family import LGD, MPGD, UGD, FreeDoM
+from .universal_guidance import UniversalGuidance
+
+__all__ = ["Solver", "Run", "StepRecord", "set_progress",
+           "DPS", "UniversalGuidance", "TFG", "FreeDoM", "MPGD", "LGD", "UGD", "SymplecticAdjointGuidance", "DOODL",
+           "ClassifierGuidance", "ReadoutGuidance", "TDS",
+           "EnKG", "SCG", "DPSGSG", "BestOfN",
+           "Euler", "Heun", "DDIM", "DDPM", "EDICT"]
