@@ -6,21 +6,26 @@ the operator is a black box, which is all a derivative-free method needs.
 from __future__ import annotations
 
 import abc
+from typing import Callable
 
 import torch
 
 from ..operators.base import Operator
+from ..operators.function import as_operator
 from .base import Reward
 
 
 class Likelihood(Reward, abc.ABC):
-    """``operator`` and measurement ``y`` (batch 1, broadcast, or one per sample)."""
+    """``operator`` and measurement ``y`` (batch 1, broadcast, or one per sample).
 
-    def __init__(self, operator: Operator, y: torch.Tensor):
+    ``operator`` is an ``Operator`` or any callable ``f(x) -> y`` on torch batches (wrapped by
+    ``operators.function.as_operator``, differentiable)."""
+
+    def __init__(self, operator: Operator | Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor):
         super().__init__()
         if not torch.isfinite(y).all():
             raise ValueError("the measurement y contains NaN or Inf; expected finite values")
-        self.operator = operator
+        self.operator = as_operator(operator)
         self.register_buffer("y", y)
 
     @property
