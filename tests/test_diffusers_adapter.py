@@ -1,20 +1,32 @@
 """DiffusersDenoiser: a diffusers UNet2DModel + DDIM scheduler, saved and reloaded, sampled with
-diffguide's DDIM, matches the plain diffusers DDIM loop; loading, conditioning and resizing."""
+diffguide's DDIM, matches the plain diffusers DDIM loop; loading (any DDPM-type scheduler, pipeline
+folders, .bin weights, clear errors), conditioning, resizing and images of any size."""
+import json
+
+import diffusers
 import pytest
 import torch
-from diffusers import DDIMScheduler, UNet2DModel
+from diffusers import (DDIMScheduler, DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler,
+                       EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler,
+                       PNDMScheduler, SchedulerMixin, UNet2DConditionModel, UNet2DModel)
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from PIL import Image
 
+from diffguide.cli import main
 from diffguide.priors import DiffusersDenoiser
+from diffguide.priors.pad_to_multiple import pad_to_multiple
+from diffguide.priors.unet_padding import set_padding_mode
 from diffguide.schedules import scheduler_sigmas
 from diffguide.solvers.ddim import DDIM
 
 STEPS = 20
 
 
-def make_unet(**kwargs) -> UNet2DModel:
-    torch.manual_seed(0)
-    return UNet2DModel(sample_size=16, in_channels=2, out_channels=2, block_out_channels=(16, 32), layers_per_block=1,
-                       norm_num_groups=8, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+def make_unet(channels=2, sample_size=16, seed=0, **kwargs) -> UNet2DModel:
+    torch.manual_seed(seed)
+    return UNet2DModel(sample_size=sample_size, in_channels=channels, out_channels=channels,
+                       block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
                        up_block_types=("AttnUpBlock2D", "UpBlock2D"), **kwargs).eval()
 
 
@@ -123,10 +135,12 @@ def test_with_shape_runs_fully_convolutionally():
     with torch.no_grad():
         eps = unet(x / torch.sqrt(1 + s**2), large.timestep(sigma).float()).sample
         assert torch.allclose(large(x, sigma), x - s * eps, rtol=1e-5, atol=1e-4)
-    with pytest.raises(ValueError, match=r"33x32.*divisible by 2"):
-        denoiser.with_shape((2, 33, 32))
+    assert denoiser.with_shape((2, 33, 32)).shape == (2, 33, 32)
     with pytest.raises(ValueError, match="C = 2"):
         denoiser.with_shape((3, 32, 32))
+    periodic = DiffusersDenoiser(set_padding_mode(make_unet(), "circular"), make_scheduler().alphas_cumprod)
+    with pytest.raises(ValueError, match=r"33x32.*divisible by 2.*circular"):
+        periodic.with_shape((2, 33, 32))
 
 
 def test_invalid_prediction_type():
@@ -157,3 +171,164 @@ def test_loading_errors_are_value_errors(tmp_path):
     with pytest.raises(ValueError, match="truncated.*safetensors") as info:
         DiffusersDenoiser.from_pretrained(truncated)
     assert info.value.__cause__ is not None
+
+
+SCHEDULER_KINDS = [DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
+                   EulerAncestralDiscreteScheduler, PNDMScheduler, HeunDiscreteScheduler]
+
+
+@pytest.mark.parametrize("kind", SCHEDULER_KINDS, ids=lambda kind: kind.__name__)
+def test_any_ddpm_type_scheduler_gives_its_noise_table(tmp_path, kind):
+    ddpm = DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
+    denoiser = DiffusersDenoiser.from_pretrained(save(tmp_path, make_unet(), kind.from_config(ddpm.config)))
+    assert torch.allclose(denoiser.alphas_cumprod, ddpm.alphas_cumprod.double())
+    assert denoiser.prediction_type == "v_prediction"
+
+
+class TablelessScheduler(SchedulerMixin, ConfigMixin):
+    """A DDPM-type scheduler that keeps no ``alphas_cumprod``, as some other scheduler class might."""
+
+    config_name = "scheduler_config.json"
+
+    @register_to_config
+    def __init__(self, num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear"):
+        pass
+
+
+def write_scheduler_config(folder, **config):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "scheduler_config.json").write_text(json.dumps(config))
+
+
+def test_a_scheduler_without_a_table_gets_its_betas_from_the_config(tmp_path, monkeypatch):
+    monkeypatch.setattr(diffusers, "TablelessScheduler", TablelessScheduler, raising=False)
+    make_unet().save_pretrained(tmp_path / "unet")
+    write_scheduler_config(tmp_path / "scheduler", _class_name="TablelessScheduler", beta_start=2e-4,
+                           beta_end=0.03, beta_schedule="scaled_linear", num_train_timesteps=500)
+    denoiser = DiffusersDenoiser.from_pretrained(tmp_path)
+    expected = DDPMScheduler(beta_start=2e-4, beta_end=0.03, beta_schedule="scaled_linear", num_train_timesteps=500)
+    assert torch.allclose(denoiser.alphas_cumprod, expected.alphas_cumprod.double())
+    assert denoiser.prediction_type == "epsilon"
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"_class_name": "NoSuchScheduler"}, "'NoSuchScheduler' is not a diffusers scheduler"),
+    ({"_class_name": "FlowMatchEulerDiscreteScheduler"}, "FlowMatchEulerDiscreteScheduler has no noise schedule"),
+    ({"_class_name": "ScoreSdeVeScheduler", "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"},
+     "ScoreSdeVeScheduler has no noise schedule"),
+], ids=["unknown class", "flow matching", "VE with stray beta fields"])
+def test_a_scheduler_without_a_ddpm_noise_schedule_is_refused(tmp_path, config, message):
+    make_unet().save_pretrained(tmp_path / "unet")
+    write_scheduler_config(tmp_path / "scheduler", **config)
+    with pytest.raises(ValueError, match=message):
+        DiffusersDenoiser.from_pretrained(tmp_path)
+
+
+def test_a_pipeline_folder_with_model_index_loads(tmp_path):
+    unet, scheduler = make_unet(), make_scheduler()
+    DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "model_index.json").is_file()
+    pipeline = DiffusersDenoiser.from_pretrained(tmp_path / "saved")
+    plain = DiffusersDenoiser.from_pretrained(save(tmp_path / "plain", unet, scheduler))
+    x, sigma = torch.randn(2, 2, 16, 16), torch.tensor([0.3, 12.0])
+    assert torch.equal(pipeline(x, sigma), plain(x, sigma))
+
+
+def make_condition_unet() -> UNet2DConditionModel:
+    return UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+                                layers_per_block=1, norm_num_groups=8, cross_attention_dim=8, attention_head_dim=2,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+
+
+@pytest.mark.parametrize("with_index", [True, False], ids=["model_index.json", "no model_index.json"])
+def test_a_text_conditioned_unet_is_refused(tmp_path, with_index):
+    save(tmp_path, make_condition_unet(), make_scheduler())
+    if with_index:
+        (tmp_path / "model_index.json").write_text(json.dumps({
+            "_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+            "scheduler": ["diffusers", "DDIMScheduler"], "vae": ["diffusers", "AutoencoderKL"]}))
+    with pytest.raises(ValueError, match="UNet2DConditionModel.*latent/text pipelines are not supported yet"):
+        DiffusersDenoiser.from_pretrained(tmp_path)
+
+
+def test_a_latent_pipeline_of_a_unet2dmodel_is_refused(tmp_path):
+    save(tmp_path, make_unet(), make_scheduler())
+    (tmp_path / "model_index.json").write_text(json.dumps({
+        "_class_name": "LDMPipeline", "unet": ["diffusers", "UNet2DModel"], "vqvae": ["diffusers", "VQModel"],
+        "scheduler": ["diffusers", "DDIMScheduler"]}))
+    with pytest.raises(ValueError, match="vqvae: VQModel.*latent/text pipelines are not supported yet"):
+        DiffusersDenoiser.from_pretrained(tmp_path)
+
+
+def test_bin_weights_load_like_safetensors_which_win_when_both_exist(tmp_path):
+    unet, scheduler = make_unet(), make_scheduler()
+    safetensors = DiffusersDenoiser.from_pretrained(save(tmp_path / "safetensors", unet, scheduler))
+    unet.save_pretrained(tmp_path / "bin" / "unet", safe_serialization=False)
+    scheduler.save_pretrained(tmp_path / "bin" / "scheduler")
+    assert not list((tmp_path / "bin").rglob("*.safetensors"))
+    from_bin = DiffusersDenoiser.from_pretrained(tmp_path / "bin")
+    x, sigma = torch.randn(2, 2, 16, 16), torch.tensor([0.3, 12.0])
+    assert torch.equal(from_bin(x, sigma), safetensors(x, sigma))
+    make_unet(seed=1).save_pretrained(tmp_path / "safetensors" / "unet", safe_serialization=False)
+    both = DiffusersDenoiser.from_pretrained(tmp_path / "safetensors")
+    assert torch.equal(both(x, sigma), safetensors(x, sigma))
+
+
+class NotATensor:
+    """An arbitrary pickled object: ``torch.load(weights_only=True)`` refuses to rebuild it."""
+
+
+def test_bin_weights_are_loaded_weights_only(tmp_path):
+    save(tmp_path, make_unet(), make_scheduler())
+    (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    torch.save({"conv_in.weight": NotATensor()}, tmp_path / "unet" / "diffusion_pytorch_model.bin")
+    with pytest.raises(ValueError, match="could not load the UNet2DModel weights"):
+        DiffusersDenoiser.from_pretrained(tmp_path)
+
+
+def test_a_hub_id_says_to_download_it_first(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"huggingface-cli download google/ddpm-cifar10-32 --local-dir DIR"):
+        DiffusersDenoiser.from_pretrained("google/ddpm-cifar10-32")
+
+
+def test_cli_shape_for_a_unet_without_sample_size(tmp_path, capsys):
+    save(tmp_path / "model", make_unet(channels=1, sample_size=None), make_scheduler("sample"))
+    sample = ["sample", "--prior", str(tmp_path / "model"), "--n", "1", "--steps", "1", "--solver", "ddpm"]
+    assert main([*sample, "--shape", "1,12,20", "--out", str(tmp_path / "out")]) == 0
+    assert Image.open(tmp_path / "out" / "sample_000.png").size == (20, 12)
+    assert main([*sample, "--out", str(tmp_path / "none")]) == 2
+    assert "--shape C,H,W" in capsys.readouterr().err
+    assert main([*sample, "--shape", "1,x", "--out", str(tmp_path / "bad")]) == 2
+    assert "--shape must be C,H,W" in capsys.readouterr().err
+
+
+def test_pad_to_multiple_reflects_or_replicates():
+    x = torch.arange(15.0).reshape(1, 1, 3, 5)
+    padded = pad_to_multiple(x, 4)
+    assert padded.shape == (1, 1, 4, 8) and torch.equal(padded[..., :3, :5], x)
+    assert torch.equal(padded[..., 3, :5], x[..., 1, :]) and torch.equal(padded[..., :3, 5], x[..., :, 3])
+    tiny = torch.tensor([[[[1.0, 2.0]]]])
+    assert torch.equal(pad_to_multiple(tiny, 4), torch.tensor([[[[1.0, 2.0, 2.0, 2.0]] * 4]]))
+    assert pad_to_multiple(padded, 4) is padded
+
+
+def test_any_image_size_is_padded_for_the_unet_and_cropped_back():
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=16, in_channels=2, out_channels=2, block_out_channels=(8, 16, 16),
+                       layers_per_block=1, norm_num_groups=8, down_block_types=("DownBlock2D",) * 3,
+                       up_block_types=("UpBlock2D",) * 3).eval()
+    denoiser = DiffusersDenoiser(unet, make_scheduler().alphas_cumprod)
+    assert denoiser.size_multiple == 4
+    sigma = torch.tensor([0.5, 20.0])
+    for height, width in [(37, 53), (15, 17), (1, 2)]:
+        sized = denoiser.with_shape((2, height, width))
+        assert sized.shape == (2, height, width)
+        with torch.no_grad():
+            x0 = sized(torch.randn(2, *sized.shape), sigma)
+        assert x0.shape == (2, 2, height, width) and torch.isfinite(x0).all()
+    x, s = torch.randn(2, 2, 16, 16), sigma.reshape(-1, 1, 1, 1)
+    with torch.no_grad():
+        eps = unet(x * torch.rsqrt(1 + s**2), denoiser.timestep(sigma).float()).sample
+        assert torch.equal(denoiser(x, sigma), x - s * eps)

@@ -14,14 +14,28 @@ from ..schedules import prior_sigmas
 from .errors import UsageError
 
 
-def load_prior(spec: str):
-    """A shipped prior by name (``digits``, ``photos``) or a local diffusers model folder."""
+def load_prior(spec: str, shape: str | None = None):
+    """A shipped prior by name (``digits``, ``photos``) or a local diffusers model folder;
+    ``shape`` ("C,H,W", the CLI's ``--shape``) sets its per-sample shape."""
+    size = parse_shape(shape) if shape is not None else None
     try:
         if spec in available() and not Path(spec).exists():
-            return load(spec)
-        return DiffusersDenoiser.from_pretrained(spec)
+            prior = load(spec)
+            return fit_prior(prior, size) if size else prior
+        return DiffusersDenoiser.from_pretrained(spec, shape=size)
     except ValueError as err:
         raise UsageError(f"cannot load prior: {err}") from None
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """``"C,H,W"`` as three positive integers."""
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise UsageError(f"--shape must be C,H,W (three positive integers, e.g. 3,64,64), got {text!r}")
+    return shape
 
 
 def fit_prior(prior, shape: tuple[int, int, int]):

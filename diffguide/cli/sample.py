@@ -18,6 +18,7 @@ def add_parser(subparsers) -> None:
                               description="Draw --n samples with an unguided sampler and write sample_NNN.png, "
                                           "grid.png and samples.json to --out.")
     p.add_argument("--prior", required=True, help="a shipped prior (digits, photos) or a diffusers model folder (unet/ + scheduler/)")
+    p.add_argument("--shape", help="per-sample shape C,H,W of a model folder's UNet when its config has no sample_size")
     p.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--solver", default="ddim", help=f"unguided sampler spec: one of {', '.join(UNGUIDED)} (default ddim)")
@@ -33,7 +34,7 @@ def run(args) -> None:
     solver = parse_solver(args.solver)
     if solver.needs != "none":
         raise UsageError(f"sample takes an unguided sampler ({', '.join(UNGUIDED)}), got {args.solver!r}")
-    prior = load_prior(args.prior)
+    prior = load_prior(args.prior, args.shape)
     cond = {}
     if args.class_label is not None:
         classes = prior.null_label or getattr(prior.unet.config, "num_class_embeds", None)

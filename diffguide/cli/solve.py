@@ -22,6 +22,7 @@ def add_parser(subparsers) -> None:
                                           "with --solver over the prior, and write measurement.png, result.png "
                                           "and result.json (metrics, NFE, wall time, seed) to --out.")
     p.add_argument("--prior", required=True, help="a shipped prior (digits, photos) or a diffusers model folder (unet/ + scheduler/)")
+    p.add_argument("--shape", help="per-sample shape C,H,W of a model folder's UNet when its config has no sample_size")
     p.add_argument("--operator", required=True, help=OPERATOR_HELP)
     p.add_argument("--solver", default="dps", help="solver spec, e.g. 'dps' or 'dps:zeta=0.5' (default: dps)")
     p.add_argument("--input", help="ground-truth image (PNG): measured through --operator, restored and scored")
@@ -43,7 +44,7 @@ def run(args) -> None:
         raise UsageError(f"--sigma-y must be positive, got {args.sigma_y}")
     if args.input is None and args.measurement is None:
         raise UsageError("give --input (a ground-truth image to measure) or --measurement (an observed y), or both")
-    prior = load_prior(args.prior)
+    prior = load_prior(args.prior, args.shape)
     truth = read_image(args.input, prior.shape[0], prior.data_range) if args.input else None
     if truth is not None:
         prior = fit_prior(prior, tuple(truth.shape[1:]))

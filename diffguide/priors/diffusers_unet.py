@@ -12,22 +12,34 @@ scheduler's own sigmas are exact integer timesteps) and reads ``x0`` off its out
     epsilon:       x0 = x - sigma * eps
     v_prediction:  x0 = sqrt(abar) x_vp - sqrt(1 - abar) v
     sample:        x0 = output.
+
+Images of any size: the UNet input is padded up to a multiple of its downsampling factor
+and the output cropped back (``pad_to_multiple``); callers see only the unpadded image.
 """
 from __future__ import annotations
 
+import inspect
 import json
+import re
 from pathlib import Path
 
+import diffusers
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler, SchedulerMixin, UNet2DModel
 
 from ..schedules import sigmas_from_alphas_cumprod, timestep_of_sigma
-from .unet_padding import padding_mode_notice_silenced, restore_padding_mode
 from ..types import per_sample, sigma_batch
+from .pad_to_multiple import call_padded
+from .unet_padding import PADDING_MODE, padding_mode_notice_silenced, restore_padding_mode
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-#: scheduler classes whose ``alphas_cumprod`` the loader reads, by the config's ``_class_name``.
-SCHEDULERS = {"DDPMScheduler": DDPMScheduler, "DDIMScheduler": DDIMScheduler}
+#: the scheduler config fields from which diffusers computes a DDPM-type beta schedule.
+BETA_FIELDS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas",
+               "rescale_betas_zero_snr")
+#: ``owner/name``: what a Hugging Face Hub id looks like.
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+NOT_PIXEL_SPACE = ("only pixel-space UNet2DModel models (e.g. a DDPMPipeline) are supported; "
+                   "latent/text pipelines are not supported yet")
 
 
 class DiffusersDenoiser(torch.nn.Module):
@@ -61,7 +73,7 @@ class DiffusersDenoiser(torch.nn.Module):
         if shape is None:
             size = unet.config.sample_size
             if size is None:
-                raise ValueError("the UNet's config has no sample_size; pass shape=(C, H, W)")
+                raise ValueError("the UNet's config has no sample_size; pass shape=(C, H, W) (on the CLI: --shape C,H,W)")
             height, width = (size, size) if isinstance(size, int) else size
             shape = (unet.config.in_channels, height, width)
         self.shape = self._checked_shape(shape)
@@ -71,15 +83,22 @@ class DiffusersDenoiser(torch.nn.Module):
         channels = self.unet.config.in_channels
         if len(shape) != 3 or shape[0] != channels:
             raise ValueError(f"shape {shape} does not fit the UNet, which takes (C, H, W) images with C = {channels}")
-        blocks = len(self.unet.config.down_block_types)
-        factor = 2 ** (blocks - 1)
-        if shape[1] % factor or shape[2] % factor:
+        if shape[1] < 1 or shape[2] < 1:
+            raise ValueError(f"image size {shape[1]}x{shape[2]}: expected H, W >= 1")
+        factor = self.size_multiple
+        periodic = self.unet.config.get(PADDING_MODE, "zeros") == "circular"
+        if periodic and (shape[1] % factor or shape[2] % factor):
             raise ValueError(f"image size {shape[1]}x{shape[2]} is not divisible by {factor}, the downsampling "
-                             f"factor 2**({blocks} - 1) of the UNet's {blocks} down blocks")
+                             "factor of this circular-padded (periodic) UNet, which cannot be padded")
         return shape
 
+    @property
+    def size_multiple(self) -> int:
+        """The UNet's downsampling factor ``2**(down blocks - 1)``: it runs on H, W padded to multiples of it."""
+        return 2 ** (len(self.unet.config.down_block_types) - 1)
+
     def with_shape(self, shape: tuple[int, int, int]) -> "DiffusersDenoiser":
-        """The same (shared) UNet and schedule for images of another size, used fully convolutionally."""
+        """The same (shared) UNet and schedule for images of another (any) size, used fully convolutionally."""
         return type(self)(self.unet, self.alphas_cumprod, self.prediction_type, self.data_range, shape,
                           self.null_label)
 
@@ -98,7 +117,8 @@ class DiffusersDenoiser(torch.nn.Module):
         t = self.timestep(sigma).to(torch.float32)
         if self.null_label is not None and cond.get("class_labels") is None:
             cond["class_labels"] = torch.full((x.shape[0],), self.null_label, dtype=torch.long, device=x.device)
-        out = self.unet(x_vp.to(self.unet.dtype), t, **cond).sample.to(x.dtype)
+        out = call_padded(lambda z: self.unet(z, t, **cond).sample, x_vp.to(self.unet.dtype), self.size_multiple)
+        out = out.to(x.dtype)
         if self.prediction_type == "epsilon":
             return x - s * out
         if self.prediction_type == "v_prediction":
@@ -108,23 +128,34 @@ class DiffusersDenoiser(torch.nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, *, data_range: tuple[float, float] = (-1.0, 1.0),
                         shape: tuple[int, int, int] | None = None, null_label: int | None = None) -> "DiffusersDenoiser":
-        """Load from a local folder, never the network.
+        """Load from a local folder, never the network (a Hub id is a ``ValueError``: download it first).
 
-        Layouts: a diffusers pipeline (``path/unet/`` and ``path/scheduler/scheduler_config.json``)
-        or flat (the UNet's ``config.json`` and ``diffusion_pytorch_model.safetensors`` beside
-        ``scheduler_config.json`` in ``path``). The scheduler config (a DDPM or DDIM
-        scheduler) gives the betas and ``prediction_type``."""
+        Layouts: a diffusers pipeline (``model_index.json``, ``path/unet/``,
+        ``path/scheduler/scheduler_config.json``) or flat (the UNet's ``config.json`` and weights
+        beside ``scheduler_config.json`` in ``path``). Weights: ``.safetensors``, else ``.bin``
+        (diffusers reads it with ``torch.load(weights_only=True)``). Any diffusers scheduler with a
+        DDPM-type noise schedule (DDPM, DDIM, DPMSolverMultistep, Euler, PNDM, Heun, ...) gives
+        ``alphas_cumprod`` and ``prediction_type``; ``shape`` is needed when the UNet has no ``sample_size``."""
         path = Path(path)
         if not path.is_dir():
-            raise ValueError(f"{path}: no such folder; expected a diffusers model folder (unet/ and scheduler/, "
-                             "or a UNet2DModel config.json, its weights and scheduler_config.json)")
+            raise ValueError(_missing_folder_message(str(path)))
+        if (path / "model_index.json").is_file():
+            _check_pixel_space_pipeline(path / "model_index.json")
         if (path / "unet").is_dir():
             unet_dir, scheduler_file = path / "unet", path / "scheduler" / "scheduler_config.json"
         else:
             unet_dir, scheduler_file = path, path / "scheduler_config.json"
-        scheduler = _load_scheduler(scheduler_file)
+        alphas_cumprod, prediction_type = _load_scheduler(scheduler_file)
         unet = _load_unet(unet_dir)
-        return cls(unet, scheduler.alphas_cumprod, scheduler.config.prediction_type, data_range, shape, null_label)
+        return cls(unet, alphas_cumprod, prediction_type, data_range, shape, null_label)
+
+
+def _missing_folder_message(path: str) -> str:
+    if HUB_ID.fullmatch(path):
+        return (f"{path}: no such folder; nothing is downloaded, so for a Hugging Face Hub id download the model "
+                f"first (e.g. huggingface-cli download {path} --local-dir DIR) and pass the folder DIR")
+    return (f"{path}: no such folder; expected a diffusers model folder (unet/ and scheduler/, "
+            "or a UNet2DModel config.json, its weights and scheduler_config.json)")
 
 
 def _read_json(file: Path) -> dict:
@@ -134,33 +165,72 @@ def _read_json(file: Path) -> dict:
         raise ValueError(f"{file}: not a readable JSON config ({error})") from error
 
 
-def _load_scheduler(file: Path):
+def _check_pixel_space_pipeline(index_file: Path) -> None:
+    """A ``model_index.json`` must name a ``UNet2DModel`` unet and no component besides it and the scheduler."""
+    index = _read_json(index_file)
+    components = {name: entry[-1] for name, entry in index.items()
+                  if not name.startswith("_") and isinstance(entry, list) and entry and entry[-1] is not None}
+    if components.get("unet") != "UNet2DModel" or set(components) - {"unet", "scheduler"}:
+        found = ", ".join(f"{name}: {kind}" for name, kind in components.items()) or "no components"
+        raise ValueError(f"{index_file}: a {index.get('_class_name', 'pipeline')} ({found}); {NOT_PIXEL_SPACE}")
+
+
+def _load_scheduler(file: Path) -> tuple[torch.Tensor, str]:
+    """``(alphas_cumprod, prediction_type)`` from a diffusers ``scheduler_config.json``.
+
+    The scheduler is built with ``from_config`` and its ``alphas_cumprod`` read; for a class
+    that keeps none, the betas come from the config's DDPM-type fields as diffusers computes them."""
     if not file.is_file():
-        raise ValueError(f"{file}: missing; expected the scheduler_config.json of a DDPMScheduler or DDIMScheduler")
+        raise ValueError(f"{file}: missing; expected the scheduler_config.json of a diffusers scheduler "
+                         "with a noise schedule (DDPM, DDIM, DPMSolverMultistep, Euler, ...)")
     config = _read_json(file)
     name = config.get("_class_name")
-    if name not in SCHEDULERS:
-        raise ValueError(f"{file}: scheduler class {name!r}; expected one of {', '.join(SCHEDULERS)}")
     try:
-        return SCHEDULERS[name].from_config(config)
+        scheduler_class = getattr(diffusers, name) if isinstance(name, str) else None
+    except (AttributeError, ImportError):
+        scheduler_class = None
+    if not (isinstance(scheduler_class, type) and issubclass(scheduler_class, SchedulerMixin)):
+        raise ValueError(f"{file}: scheduler class {name!r} is not a diffusers scheduler (diffusers "
+                         f"{diffusers.__version__}); expected one such as DDPMScheduler or EulerDiscreteScheduler")
+    try:
+        alphas_cumprod = getattr(scheduler_class.from_config(config), "alphas_cumprod", None)
     except Exception as error:
         raise ValueError(f"{file}: could not build a {name} from it ({type(error).__name__}: {error})") from error
+    if alphas_cumprod is None:
+        alphas_cumprod = _alphas_cumprod_from_betas(file, scheduler_class, config)
+    return torch.as_tensor(alphas_cumprod), config.get("prediction_type", "epsilon")
+
+
+def _alphas_cumprod_from_betas(file: Path, scheduler_class: type, config: dict) -> torch.Tensor:
+    """``alphas_cumprod`` of the DDPM-type betas in ``config``, by ``DDPMScheduler`` (diffusers'
+    schedulers share this computation); only fields that ``scheduler_class`` itself takes count."""
+    takes = inspect.signature(scheduler_class.__init__).parameters
+    fields = {key: config[key] for key in BETA_FIELDS if key in config and key in takes}
+    has_betas = fields.get("trained_betas") is not None or {"beta_start", "beta_end", "beta_schedule"} <= set(fields)
+    if "beta_schedule" not in takes or not has_betas:
+        raise ValueError(f"{file}: a {scheduler_class.__name__} has no noise schedule (no alphas_cumprod, "
+                         "trained_betas or beta_start/beta_end/beta_schedule); expected a DDPM-type scheduler")
+    try:
+        return DDPMScheduler(**fields).alphas_cumprod
+    except Exception as error:
+        raise ValueError(f"{file}: could not compute its betas ({type(error).__name__}: {error})") from error
 
 
 def _load_unet(folder: Path) -> UNet2DModel:
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise ValueError(f"{folder}: no config.json; expected a UNet2DModel saved with save_pretrained "
-                         "(config.json and diffusion_pytorch_model.safetensors)")
+                         "(config.json and diffusion_pytorch_model.safetensors or .bin)")
     name = _read_json(config_file).get("_class_name")
     if name != "UNet2DModel":
-        raise ValueError(f"{config_file}: model class {name!r}; expected 'UNet2DModel'")
+        raise ValueError(f"{config_file}: model class {name!r}; {NOT_PIXEL_SPACE}")
     try:
         with padding_mode_notice_silenced():
-            unet = UNet2DModel.from_pretrained(folder, local_files_only=True, use_safetensors=True,
+            # use_safetensors=None: the .safetensors file, else the .bin one (diffusers loads it weights_only)
+            unet = UNet2DModel.from_pretrained(folder, local_files_only=True, use_safetensors=None,
                                                low_cpu_mem_usage=False)
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"{folder}: could not load the UNet2DModel weights ({reason}); expected a complete "
-                         "diffusion_pytorch_model.safetensors saved with save_pretrained") from error
+                         "diffusion_pytorch_model.safetensors (or .bin) saved with save_pretrained") from error
     return restore_padding_mode(unet)  # e.g. the circular padding of the ns-vorticity prior
