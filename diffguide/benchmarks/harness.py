@@ -25,6 +25,11 @@ from .results import append_result, read_results, run_key, save_images
 
 
 class Task(Protocol):
+    """What a benchmark task gives the harness: its ``name``, its instances, and ``run``, which
+    runs one solver on one instance with one seed at an NFE budget and returns the metrics
+    (optionally with named image batches under ``"images"``).
+    """
+
     name: str
 
     def instances(self, reduced: bool) -> list[str]:

@@ -46,6 +46,17 @@ class _NoGradient(torch.autograd.Function):
 
 
 class BlackBox(Operator):
+    """A Python callable on NumPy arrays as a forward model that is never differentiated.
+
+    ``fn`` maps one sample (*input_shape) to its measurement, or with ``batched=True`` a
+    (J, *input_shape) array to (J, *output_shape). It runs on ``executor`` (default
+    ``InProcess()``; a ``ProcessPool`` or ``DaskExecutor`` for an expensive simulator).
+    ``input_shape`` is checked when given; ``output_shape`` is learnt from the first success
+    when not. A sample that raises, returns NaN/Inf or runs past ``timeout`` seconds (default
+    None: no limit) is tried ``retries`` more times (default 0) and then returned as a NaN row.
+    For derivative-free solvers only (EnKG, SCG, DPS-GSG, best-of-N): a backward pass raises.
+    """
+
     differentiable = False
 
     def __init__(self, fn: Callable, *, batched: bool = False, executor: Executor | None = None,

@@ -22,6 +22,14 @@ PADDINGS = ("circular", "reflect", "replicate", "constant")
 
 
 class Blur(LinearOperator):
+    """Convolution of every channel with one 2-D ``kernel`` (kH, kW), shape-preserving.
+
+    ``padding`` (default ``"circular"``; also ``"reflect"``, ``"replicate"``, ``"constant"``)
+    extends the image past its border. Linear; the adjoint is exact in closed form for circular
+    padding and by autograd otherwise. ``Blur.gaussian(sigma, size)`` builds the usual
+    isotropic kernel (``sigma`` in pixels).
+    """
+
     def __init__(self, kernel: torch.Tensor, padding: str = "circular"):
         super().__init__()
         if kernel.ndim != 2:

@@ -7,6 +7,10 @@ from .base import LinearOperator, Operator
 
 
 class Composition(Operator):
+    """``outer @ inner``: ``x -> outer(inner(x))``, differentiable when both parts are. Built by
+    ``compose`` or the ``@`` operator; counts one evaluation per sample, not one per part.
+    """
+
     def __init__(self, outer: Operator, inner: Operator):
         super().__init__()
         self.outer, self.inner = outer, inner
@@ -20,6 +24,8 @@ class Composition(Operator):
 
 
 class LinearComposition(Composition, LinearOperator):
+    """The composition of two linear operators, with adjoint ``inner.adjoint(outer.adjoint(y))``."""
+
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return self.inner.adjoint(self.outer.adjoint(y))
 

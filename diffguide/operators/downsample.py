@@ -13,6 +13,11 @@ from .base import LinearOperator
 
 
 class Downsample(LinearOperator):
+    """Average over ``factor`` x ``factor`` blocks (a positive integer): (C, H, W) -> (C, H/f, W/f),
+    with H and W divisible by ``factor``. Linear, with the exact adjoint (each low-resolution
+    pixel spread over its block, divided by ``f^2``).
+    """
+
     def __init__(self, factor: int):
         super().__init__()
         if int(factor) != factor or factor < 1:

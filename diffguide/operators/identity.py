@@ -7,6 +7,8 @@ from .base import LinearOperator
 
 
 class Identity(LinearOperator):
+    """``y = x``: the operator of denoising. Its own adjoint."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 

@@ -23,6 +23,13 @@ def _generator(generator: torch.Generator | None) -> torch.Generator:
 
 
 class Inpaint(LinearOperator):
+    """``y = mask * x`` for a {0, 1} ``mask`` of shape (1 or C, H, W), 1 where a pixel is observed.
+
+    Missing pixels are zeros in ``y``, which keeps the shape of ``x``. Self-adjoint. Masks from
+    ``Inpaint.box``, ``Inpaint.random_pixels`` and ``Inpaint.random_strokes`` (reproducible:
+    random masks draw only from the given generator).
+    """
+
     def __init__(self, mask: torch.Tensor):
         super().__init__()
         if mask.ndim != 3:

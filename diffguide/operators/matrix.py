@@ -12,6 +12,12 @@ from .base import LinearOperator
 
 
 class Matrix(LinearOperator):
+    """A dense (m, n) matrix ``a`` applied to flattened samples: ``y = a vec(x)``, (m,) per sample.
+
+    ``input_shape`` (default ``(n,)``) is the per-sample shape the adjoint returns. For small
+    problems: exact-posterior tests and the ``gmm-posterior`` benchmark.
+    """
+
     def __init__(self, a: torch.Tensor, input_shape: tuple[int, ...] | None = None):
         super().__init__()
         a = torch.as_tensor(a)

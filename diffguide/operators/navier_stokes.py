@@ -34,6 +34,15 @@ from .black_box import BlackBox
 
 
 class NavierStokesObservation(Operator):
+    """Initial vorticity -> vorticity at sensors a time ``T`` later, through a ``NavierStokes2D`` solver.
+
+    Takes (B, 1, N, N) fields in the prior's units (times ``scale``, default 1.0, gives physical
+    units); returns (B, *sensor_shape) in physical units at the grid points ``rows``, ``cols``.
+    Build it with ``subgrid(solver, T, stride)`` or ``random_sensors(solver, n_sensors,
+    generator, T)``. Nonlinear and differentiable by autograd through every solver step;
+    ``black_box()`` gives the same map as a ``BlackBox`` for derivative-free solvers.
+    """
+
     differentiable = True
 
     def __init__(self, solver: NavierStokes2D, *, T: float, rows: torch.Tensor, cols: torch.Tensor,

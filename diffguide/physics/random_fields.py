@@ -26,6 +26,14 @@ import torch
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GaussianRandomField:
+    """Mean-zero Gaussian random field on the periodic square [0, 2π)² with covariance
+    ``sigma² (-Δ + tau² I)^(-alpha)``, sampled on a ``resolution`` x ``resolution`` grid.
+
+    Defaults ``alpha = 2.5``, ``tau = 7``, ``sigma = tau^(alpha - 1)`` (None) are those of the
+    Fourier Neural Operator's Navier-Stokes data (Li et al., ICLR 2021); computed in ``dtype``
+    (float64). ``sample(n, generator)`` draws (n, N, N) fields.
+    """
+
     resolution: int
     alpha: float = 2.5
     tau: float = 7.0

@@ -9,6 +9,14 @@ from .gaussian_mixture import GaussianMixturePrior
 
 
 class GaussianPrior(GaussianMixturePrior):
+    """The Gaussian prior ``N(mean, cov)``, a one-component ``GaussianMixturePrior``.
+
+    ``mean`` has the per-sample shape (or pass ``shape``), ``cov`` is (d, d); ``sigma_min`` and
+    ``sigma_max`` (keywords, defaults 1e-3 and 80) are the noise range it reports. Exact denoiser,
+    exact samples, and ``posterior(operator, y, sigma_y)``, again a ``GaussianPrior``, for a linear
+    operator.
+    """
+
     def __init__(self, mean, cov, **kwargs):
         mean = torch.as_tensor(mean, dtype=torch.float64)
         shape = kwargs.pop("shape", tuple(mean.shape))

@@ -23,6 +23,15 @@ from ..types import sigma_batch
 
 
 class GaussianMixturePrior:
+    """A Gaussian mixture ``sum_k w_k N(mu_k, C_k)`` as a denoiser with a closed form (module docstring).
+
+    ``weights`` (K,), ``means`` (K, d), ``covs`` (K, d, d); ``shape`` is the per-sample shape
+    (default ``(d,)``), ``sigma_min`` / ``sigma_max`` the reported noise range (1e-3, 80).
+    ``data_range`` is unbounded (assign a box to clip). ``sample(n)`` draws exactly;
+    ``posterior(operator, y, sigma_y)`` is the exact posterior for a linear operator (it uses
+    ``operator.matrix``) and Gaussian noise. Computes in float64, returns the input's dtype.
+    """
+
     def __init__(self, weights, means, covs, *, shape: tuple[int, ...] | None = None,
                  sigma_min: float = 1e-3, sigma_max: float = 80.0):
         self.weights = torch.as_tensor(weights, dtype=torch.float64)

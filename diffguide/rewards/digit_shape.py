@@ -33,6 +33,13 @@ def _check_image_shape(reward: Reward, shape: tuple[int, ...]) -> None:
 
 
 class ComponentCountReward(Reward):
+    """``-|c - target|`` with ``c`` the number of connected ink components of each image.
+
+    Ink is where the channel mean exceeds ``threshold`` (default 0.0); ``connectivity`` is 8
+    (default) or 4. Not differentiable: for derivative-free solvers (SCG, best-of-N). Scores
+    (C, H, W) images.
+    """
+
     differentiable = False
 
     def __init__(self, target: int, *, threshold: float = 0.0, connectivity: int = 8):
@@ -57,6 +64,13 @@ class ComponentCountReward(Reward):
 
 
 class InkFractionReward(Reward):
+    """``-|f - target|`` with ``f`` the fraction of ink pixels in ``region``.
+
+    ``target`` in [0, 1]; ``region = (row_start, row_stop, col_start, col_stop)`` (default: the
+    whole image); ink is where the channel mean exceeds ``threshold`` (default 0.0). Not
+    differentiable: for derivative-free solvers. Scores (C, H, W) images.
+    """
+
     differentiable = False
 
     def __init__(self, target: float, region: tuple[int, int, int, int] | None = None, *, threshold: float = 0.0):

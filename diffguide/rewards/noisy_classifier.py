@@ -1,6 +1,6 @@
 """Noise-aware classifier reward: ``log p(label | x, sigma)`` on the noisy state, for classifier guidance.
 
-Rewards score clean estimates ``x0`` and know nothing of sigma (DESIGN.md). Classifier
+Rewards score clean estimates ``x0`` and know nothing of sigma. Classifier
 guidance (Dhariwal & Nichol 2021) instead differentiates a classifier trained on noisy
 images at the current noise level. ``NoisyClassifierReward`` is both:
 
@@ -22,6 +22,14 @@ from .classifier import ClassifierReward
 
 
 class NoisyClassifierReward(ClassifierReward):
+    """A noise-aware classifier's ``log p(label | x, sigma)`` for classifier guidance.
+
+    ``classifier(x, sigma) -> logits`` must have ``noise_aware = True``, ``n_classes`` and
+    ``input_shape``; ``label`` is an int or one per sample. As a ``Reward`` it scores clean
+    estimates (the classifier read as clean); ``log_prob(x, sigma)`` scores noisy states and
+    is what ``ClassifierGuidance`` differentiates.
+    """
+
     def __init__(self, classifier: nn.Module, label: int | torch.Tensor):
         if not getattr(classifier, "noise_aware", False):
             raise ValueError(f"NoisyClassifierReward needs a noise-aware classifier (classifier(x, sigma), noise_aware=True); "

@@ -44,6 +44,13 @@ def keep_best(best: torch.Tensor | None, best_score: torch.Tensor | None, candid
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class BestOfN(Solver):
+    """Best-of-N: ``n`` unguided DDIM passes per requested sample, keeping the best by the reward.
+
+    ``n`` (default 8) candidates, the first from the given state and the others from fresh noise;
+    ``eta`` (default 0.0, in [0, 1]) is the sampler's DDIM noise. Takes any reward, a black box
+    included; a NaN reward never wins. Cost: ``n x steps`` NFE and ``n B`` reward evaluations.
+    """
+
     needs = "any"
 
     n: int = 8

@@ -13,6 +13,12 @@ from .steps import ddim_step
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DDIM(Solver):
+    """DDIM sampling (Song, Meng & Ermon, ICLR 2021), unguided: the reward is ignored.
+
+    ``eta`` (default 0.0) scales the fresh noise of each step: 0 is deterministic DDIM, 1 is
+    DDPM's ancestral sampling. One NFE per step.
+    """
+
     eta: float = 0.0
 
     def sample(self, run, reward, x):

@@ -82,6 +82,16 @@ def gaussian_smoothed_gradient(h: Callable[[torch.Tensor], torch.Tensor], x0: to
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DPSGSG(Solver):
+    """DPS with a zeroth-order estimate of the reward gradient (the DPS-GSG baseline of EnKG, Zheng
+    et al. 2024, and InverseBench, Zheng et al., ICLR 2025): the forward model is only evaluated.
+
+    Parameters: ``zeta`` (default 1.0, DPS's step in VP units), ``step_size`` (``"paper"``: needs a
+    ``Likelihood``; ``"constant"``: any reward), ``eta`` (1.0, DDPM), ``queries`` (2048 evaluations
+    per sample and step), ``mu`` (0.01, the smoothing radius in data units), ``difference``
+    (``"central"`` or ``"forward"``) and ``query_batch`` (512 perturbed inputs per operator call).
+    The operator may be a black box; the denoiser is differentiated (one backward pass a step).
+    """
+
     needs = "any"
 
     zeta: float = 1.0

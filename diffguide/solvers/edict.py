@@ -101,6 +101,14 @@ def edict_invert(denoise: Denoise, x: torch.Tensor, y: torch.Tensor, sigmas: tor
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EDICT(Solver):
+    """EDICT, exactly invertible DDIM (Wallace, Gokul & Naik, CVPR 2023), unguided.
+
+    ``mix`` (default 0.93, in (0, 1]) is the paper's mixing weight ``p``; ``leapfrog`` (default
+    True) swaps the two copies' roles every other step. Two NFE per step. Keep the top of the
+    schedule gentle (``sigma'/sigma > mix^2``): at ``sigma_max = 80``, Karras schedules of 50
+    steps are stable, 20 are not.
+    """
+
     mix: float = 0.93
     leapfrog: bool = True
 

@@ -103,6 +103,18 @@ def ensemble_kalman_update(denoise: Denoise, likelihood: Likelihood, x: torch.Te
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EnKG(Solver):
+    """Ensemble Kalman diffusion guidance (Zheng, Chu, Wang, Kovachki, Baptista & Yue,
+    arXiv:2409.20175, 2024): derivative-free, the batch is one ensemble.
+
+    Parameters (defaults: the authors' Navier-Stokes settings): ``guidance_scale`` (2.0, the
+    normalised step ``w``), ``updates`` (2 Kalman updates per guided step), ``min_step_ratio``
+    (1.0: constant step; below 1 it decays linearly to that fraction), ``guidance_start`` /
+    ``guidance_stop`` (0.05, 0.95: the fraction of steps guided), ``max_inner_steps`` (20) and
+    ``inner_step_divisor`` (4) for the inner ODE's length. Requires a ``Likelihood`` with one
+    measurement (``y`` of batch 1) and at least 2 particles; the operator may be a black box and is
+    never differentiated. For a linear operator take ``guidance_scale`` well below 1.
+    """
+
     needs = "any"
     batch_is_ensemble = True
 

@@ -11,6 +11,10 @@ from .steps import euler_step
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Euler(Solver):
+    """Euler steps of the probability-flow ODE (Song et al., ICLR 2021; Karras et al., NeurIPS
+    2022), unguided: no parameters, one NFE per step.
+    """
+
     def sample(self, run, reward, x):
         for i, sigma, sigma_next in run.steps():
             x0 = run.denoise(x, sigma)

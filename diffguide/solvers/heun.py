@@ -14,6 +14,10 @@ from .steps import euler_step
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Heun(Solver):
+    """EDM's deterministic Heun sampler (Karras et al., NeurIPS 2022, Algorithm 1), unguided: no
+    parameters, two NFE per step and one on the last.
+    """
+
     def sample(self, run, reward, x):
         for i, sigma, sigma_next in run.steps():
             x0 = run.denoise(x, sigma)

@@ -40,6 +40,14 @@ from .steps import ddim_step
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SCG(Solver):
+    """Stochastic control guidance (Huang et al., ICML 2024): at each guided step, draw
+    ``candidates`` ancestral steps and keep the one whose clean estimate scores best.
+
+    ``candidates`` (default 16), ``guidance_start`` / ``guidance_stop`` (0.25, 1.0: the last 75%
+    of the steps), ``eta`` (1.0: DDPM; must lie in (0, 1]). Takes any reward, differentiable or
+    not, a black box included. Cost per guided step: ``1 + candidates`` NFE.
+    """
+
     needs = "any"
 
     candidates: int = 16

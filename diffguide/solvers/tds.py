@@ -64,6 +64,16 @@ def effective_sample_size(log_weights: torch.Tensor) -> float:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TDS(Solver):
+    """Twisted Diffusion Sampler (Wu, Trippe, Naesseth, Blei & Cunningham, NeurIPS 2023): sequential
+    Monte Carlo whose particles (the batch) target ``p(x0) exp(r(x0))``.
+
+    ``twist``: ``"tweedie"`` (default, any differentiable reward, one backward pass a step) or
+    ``"covariance"`` (a ``GaussianLikelihood`` with a linear operator; ``d`` backward passes a
+    step for ``d`` dimensions). ``twist_scale`` (1.0) tempers the intermediate twists;
+    ``ess_threshold`` (0.5) is the fraction of particles below which the effective sample size
+    triggers resampling. A likelihood must hold one measurement shared by all particles.
+    """
+
     needs = "gradient"
     batch_is_ensemble = True
 

@@ -78,6 +78,10 @@ def references(label: int) -> dict:
 
 
 class DigitsReward:
+    """The ``digits-reward`` task (module docstring): ``samples`` samples per run (default 32; 8
+    on the reduced instances), steered to the requested digit and scored by the judge.
+    """
+
     name = "digits-reward"
 
     def __init__(self, samples: int = 32):

@@ -59,6 +59,10 @@ def parse(instance: str) -> tuple[int, int, str, float]:
 
 
 class GMMPosterior:
+    """The ``gmm-posterior`` task (module docstring): ``samples`` solver samples per run (default
+    1000; at most 200 on the reduced instances) against as many exact posterior samples.
+    """
+
     name = "gmm-posterior"
 
     def __init__(self, samples: int = 1000):

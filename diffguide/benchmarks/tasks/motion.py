@@ -53,6 +53,12 @@ PHOTO_FLOW = {"alpha": 0.3, "iterations": 30, "warps": 2}
 
 @dataclasses.dataclass(frozen=True)
 class Edit:
+    """One motion instance: the ``dataset`` (``"digits"`` or ``"photos"``), the ``shift`` (x, y)
+    in pixels, the Horn-Schunck settings ``flow`` (``estimate_flow`` keywords) and
+    ``start_sigma`` (None: sample from noise at sigma 80; a level: SDEdit from the source
+    noised to it).
+    """
+
     dataset: str
     shift: tuple[int, int]  # (x, y) pixels
     flow: dict  # the flow estimator's settings
@@ -101,6 +107,10 @@ def target_flow(image: torch.Tensor, dataset: str, shift: tuple[int, int]) -> to
 
 
 class Motion:
+    """The ``motion`` task (module docstring): one edit per instance, the solver guided by
+    ``MotionReward`` alone, scored by flow error and change outside the moved region.
+    """
+
     name = "motion"
 
     def instances(self, reduced: bool) -> list[str]:

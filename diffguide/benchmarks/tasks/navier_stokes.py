@@ -65,6 +65,12 @@ FORCING_PERIODS = 4  # the forcing -4 cos(4y) repeats 4 times over the 2 pi peri
 
 @dataclasses.dataclass(frozen=True)
 class Observation:
+    """The sensors of one ``navier-stokes`` instance: ``sensors`` is ``"subgrid"`` (every
+    ``count``-th grid point) or ``"random"`` (``count`` points), ``noise`` the measurement
+    noise's standard deviation in physical vorticity units, ``T`` the observation time after
+    ``t0`` (default 1.0). ``operator`` builds its ``NavierStokesObservation``.
+    """
+
     sensors: str  # "subgrid" (every ``count``-th point) or "random" (``count`` points)
     count: int
     noise: float  # physical vorticity units
@@ -94,6 +100,10 @@ def prior_mean() -> torch.Tensor:
 
 
 class NavierStokes:
+    """The ``navier-stokes`` task (module docstring): initial vorticity from noisy sensors later
+    in the flow; a black box for derivative-free solvers, autograd for gradient solvers.
+    """
+
     name = "navier-stokes"
 
     def instances(self, reduced: bool) -> list[str]:

@@ -45,6 +45,11 @@ def operator(degradation: str, shape: tuple[int, int, int], generator: torch.Gen
 
 
 class Restore:
+    """The ``restore`` task (module docstring): held-out digits and photo crops under blur,
+    inpainting and super-resolution with Gaussian noise, scored by PSNR, SSIM and data
+    consistency.
+    """
+
     name = "restore"
 
     def instances(self, reduced: bool) -> list[str]:
