@@ -3,6 +3,8 @@ round trips, and ToDeepinv inside deepinv's own solvers (DPS, DiffPIR, DDRM).
 
 The exact answer: a prior N(0.2, 0.2^2) per pixel on [-1, 1] data is N(0.6, 0.1^2) on [0, 1]
 (and N(153, 25.5^2) on [0, 255]); its denoiser is ``mean + (x - mean) std^2 / (std^2 + sigma^2)``."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -137,3 +139,141 @@ def test_to_deepinv_inside_diffpir_and_ddrm(method):
     x = solver(y, physics)
     assert x.shape == truth.shape and torch.isfinite(x).all()
     assert (x - truth).square().mean() < (y - truth).square().mean()
+
+
+# ----- from_deepinv: deepinv physics on images in the prior's [-1, 1] -----
+
+from diffguide.cli import main  # noqa: E402
+from diffguide.cli.specs import parse_operator  # noqa: E402
+from diffguide.data.digits import load_digits_split  # noqa: E402
+from diffguide.operators import Inpaint  # noqa: E402
+from diffguide.operators.deepinv_physics import DeepinvAffinePhysics, DeepinvLinearPhysics, from_deepinv  # noqa: E402
+from diffguide.priors import GaussianPrior  # noqa: E402
+from diffguide.rewards.likelihood import GaussianLikelihood  # noqa: E402
+from diffguide.solvers.dps import DPS  # noqa: E402
+
+DIGIT_SHAPE = (1, 16, 16)
+
+
+def digits_in_zero_one(n=2):
+    """Held-out digits the deepinv way: (n, 1, 16, 16) in [0, 1], float64."""
+    held_out = load_digits_split()[2][:n]
+    return ((held_out + 1) / 2).double()
+
+
+def inpainting(sigma=0.05):
+    mask = (torch.rand(DIGIT_SHAPE, generator=torch.Generator().manual_seed(1)) > 0.4).double()
+    noise = dinv.physics.GaussianNoise(sigma=sigma, rng=torch.Generator().manual_seed(2))
+    return dinv.physics.Inpainting(img_size=DIGIT_SHAPE, mask=mask, noise_model=noise).double(), mask
+
+
+def test_measurement_in_zero_one_equals_the_physics_rewritten_in_minus_one_one():
+    """y made the deepinv way, wrapped, is the hand-made [-1, 1] problem: y' = 2 y - mask, sigma' = 2 sigma."""
+    physics, mask = inpainting()
+    y = physics(digits_in_zero_one(1))
+    ours = GaussianLikelihood(from_deepinv(physics), y)
+    sigma = float(physics.noise_model.sigma)  # 0.05 in float32
+    by_hand = GaussianLikelihood(Inpaint(mask), 2 * y - mask, 2 * sigma)
+    x = 2 * torch.rand(3, *DIGIT_SHAPE, generator=torch.Generator().manual_seed(3), dtype=torch.float64) - 1
+    torch.testing.assert_close(ours(x), by_hand(x), rtol=1e-10, atol=1e-10)
+
+    d = DIGIT_SHAPE[1] * DIGIT_SHAPE[2]
+    prior = GaussianPrior(torch.zeros(d), 0.3 * torch.eye(d) + 0.1, shape=DIGIT_SHAPE)
+    start = torch.randn(2, *DIGIT_SHAPE, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    sigmas = karras_sigmas(8, 0.01, 10.0).double()
+    dps = DPS(step_size="constant", zeta=0.01)
+    runs = [dps(prior, likelihood, start, sigmas, generator=torch.Generator().manual_seed(5))
+            for likelihood in (ours, by_hand)]
+    torch.testing.assert_close(runs[0], runs[1], rtol=1e-9, atol=1e-9)
+
+    op = from_deepinv(physics)
+    exact = prior.posterior(Inpaint(mask), 2 * y - mask, 2 * sigma).mean()
+    torch.testing.assert_close(prior.posterior(op.linear, y - op.measurement_offset(DIGIT_SHAPE), sigma).mean(), exact)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: dinv.physics.CompressedSensing(m=40, img_size=DIGIT_SHAPE, dtype=torch.float64,
+                                           rng=torch.Generator().manual_seed(0)),
+    lambda: dinv.physics.BlurFFT(DIGIT_SHAPE, filter=dinv.physics.functional.gaussian_blur(sigma=1.5)).double(),
+], ids=["compressed-sensing", "blur-fft"])
+def test_mapped_linear_physics_keeps_an_exact_adjoint_and_an_explicit_offset(make):
+    physics = make()
+    op = from_deepinv(physics)
+    assert isinstance(op, DeepinvAffinePhysics) and isinstance(op.linear, DeepinvLinearPhysics)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, *DIGIT_SHAPE, generator=g, dtype=torch.float64)
+    y = torch.randn(3, *op.output_shape(DIGIT_SHAPE), generator=g, dtype=torch.float64)
+    ax = op.linear(x)
+    assert abs((ax * y).sum() - (x * op.linear.adjoint(y)).sum()) <= 1e-10 * ax.norm() * y.norm()
+    torch.testing.assert_close(op.linear.adjoint(y), 0.5 * physics.A_adjoint(y))
+    torch.testing.assert_close(op(x), op.linear(x) + op.measurement_offset(DIGIT_SHAPE))
+    torch.testing.assert_close(op(x), physics.A((x + 1) / 2))
+
+
+def test_data_range_none_or_equal_wraps_the_physics_as_is():
+    physics, _ = inpainting()
+    x = torch.randn(2, *DIGIT_SHAPE, dtype=torch.float64)
+    for op in (from_deepinv(physics, data_range=None), from_deepinv(physics, (-1.0, 1.0))):
+        assert type(op) is DeepinvLinearPhysics and op.scale == 1 and op.offset == 0
+        torch.testing.assert_close(op(x), physics.A(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="low < high"):
+        from_deepinv(physics, data_range=(1.0, 0.0))
+
+
+def test_sigma_y_comes_from_the_gaussian_noise_model():
+    physics, _ = inpainting(sigma=0.07)
+    op = from_deepinv(physics)
+    assert op.noise_sigma == pytest.approx(0.07)
+    y = physics(digits_in_zero_one(1))
+    assert GaussianLikelihood(op, y).sigma_y == pytest.approx(0.07)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert GaussianLikelihood(op, y, 0.0705).sigma_y == 0.0705  # within 1%: silent
+    with pytest.warns(UserWarning, match="differs from the operator's noise_sigma"):
+        assert GaussianLikelihood(op, y, 0.1).sigma_y == 0.1
+    noise_free = from_deepinv(dinv.physics.Inpainting(img_size=DIGIT_SHAPE, mask=0.5))
+    assert noise_free.noise_sigma is None
+    with pytest.raises(ValueError, match="give sigma_y"):
+        GaussianLikelihood(noise_free, y)
+
+
+@pytest.mark.parametrize("physics", [
+    inpainting()[0],
+    dinv.physics.BlurFFT(DIGIT_SHAPE, filter=dinv.physics.functional.gaussian_blur(sigma=1.0),
+                         noise_model=dinv.physics.GaussianNoise(0.05)).double(),
+], ids=["inpainting", "blur-fft"])
+def test_a_measurement_in_another_range_warns_and_a_right_one_does_not(physics):
+    truth = digits_in_zero_one(2)
+    right = GaussianLikelihood(from_deepinv(physics), physics(truth))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        right.check(DIGIT_SHAPE)
+    wrong = GaussianLikelihood(from_deepinv(physics), physics(2 * truth - 1))  # made from [-1, 1] images
+    with pytest.warns(UserWarning, match="far outside"):
+        wrong.check(DIGIT_SHAPE)
+
+
+@pytest.mark.parametrize("spec, out_shape", [("deepinv:Inpainting,mask=0.5", (1, 16, 16)),
+                                             ("deepinv:CompressedSensing,m=96", (96,)),
+                                             ("deepinv:Downsampling,factor=2,filter=gaussian", (1, 8, 8)),
+                                             ("deepinv:demosaicing", (3, 16, 16))])
+def test_cli_builds_deepinv_physics_by_name(spec, out_shape):
+    shape = (3, 16, 16) if "demosaicing" in spec else DIGIT_SHAPE
+    ops = [parse_operator(spec, shape, torch.Generator().manual_seed(0)) for _ in range(2)]
+    assert ops[0].output_shape(shape) == out_shape
+    x = torch.rand(1, *shape)
+    torch.testing.assert_close(ops[0](x), ops[1](x))  # randomness (masks, matrices) comes from the seed
+
+
+def test_cli_solves_with_a_deepinv_operator_and_rejects_bad_ones(tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray((255 * digits_in_zero_one(1)[0, 0]).byte().numpy()).save(tmp_path / "in.png")
+    args = ["solve", "--prior", "digits", "--input", str(tmp_path / "in.png"), "--steps", "3"]
+    assert main([*args, "--operator", "deepinv:Inpainting,mask=0.5", "--out", str(tmp_path / "ok")]) == 0
+    assert (tmp_path / "ok" / "result.png").exists()
+    for bad in ("deepinv:NoSuchPhysics", "deepinv:Inpainting,bogus=1", "deepinv:CompressedSensing"):
+        capsys.readouterr()
+        assert main([*args, "--operator", bad, "--out", str(tmp_path / "bad")]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()

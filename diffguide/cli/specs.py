@@ -42,6 +42,8 @@ UNGUIDED = tuple(name for name, cls in SOLVERS.items() if cls.needs == "none")
 OPERATOR_HELP = (
     "identity | blur:sigma=S[,size=K] | downsample:factor=F | "
     "inpaint:mask=box[,size=0.5] | inpaint:mask=random[,missing=0.7] | inpaint:mask=strokes[,n=4,width=W]; "
+    "deepinv:CLASS[,key=value,...] (a deepinv.physics class with number, bool or word arguments, e.g. "
+    "'deepinv:CompressedSensing,m=96'; images mapped to deepinv's [0, 1], y and --sigma-y in its units); "
     "compose with @, e.g. 'downsample:factor=2 @ blur:sigma=1'"
 )
 
@@ -69,7 +71,58 @@ def _number(params: dict, key: str, default, kind=float, spec: str = ""):
         raise UsageError(f"{key} in {spec!r} must be a {kind.__name__}") from None
 
 
+def _simple_value(text: str):
+    """A spec value as an int, float or bool when it reads as one, else the string itself."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _deepinv_operator(spec: str, shape: tuple[int, int, int], generator: torch.Generator):
+    """``deepinv:CLASS[,key=value,...]``: a ``deepinv.physics`` class, given ``img_size`` and an ``rng``
+    (or a global seed) drawn from ``generator`` where it takes them, on images mapped from [-1, 1] to [0, 1]."""
+    import inspect
+
+    import deepinv
+
+    from ..operators.deepinv_physics import from_deepinv
+
+    class_name, _, args = spec.strip().partition(":")[2].partition(",")
+    classes = {name.lower(): cls for name, cls in vars(deepinv.physics).items()
+               if isinstance(cls, type) and issubclass(cls, deepinv.physics.Physics)}
+    cls = classes.get(class_name.strip().lower())
+    if cls is None:
+        raise UsageError(f"unknown deepinv physics {class_name.strip()!r} in {spec!r}; "
+                         "expected a class of deepinv.physics, e.g. Inpainting, BlurFFT, CompressedSensing")
+    _, params = parse_spec(f"{class_name}:{args}")
+    accepted = {name for klass in cls.__mro__ if issubclass(klass, deepinv.physics.Physics) and "__init__" in vars(klass)
+                for name, parameter in inspect.signature(klass.__init__).parameters.items()
+                if name != "self" and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise UsageError(f"deepinv.physics.{cls.__name__} has no parameter {', '.join(unknown)}; "
+                         f"it takes {', '.join(sorted(accepted))}")
+    kwargs = {key: _simple_value(value) for key, value in params.items()}
+    kwargs.update({key: value for key, value in (("img_size", shape), ("rng", generator)) if key in accepted})
+    try:
+        with torch.random.fork_rng(devices=[]):  # constructors without an rng draw from the global generator
+            torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
+            operator = from_deepinv(cls(**kwargs))
+        operator.output_shape(shape)
+    except Exception as err:  # deepinv's constructors and forward models raise many kinds of errors
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(f"operator {spec!r}: {message}") from None
+    return operator
+
+
 def _operator(spec: str, shape: tuple[int, int, int], generator: torch.Generator):
+    if spec.strip().lower().startswith("deepinv:"):
+        return _deepinv_operator(spec, shape, generator)
     name, params = parse_spec(spec)
     if name == "identity":
         op = Identity()

@@ -6,6 +6,7 @@ the operator is a black box, which is all a derivative-free method needs.
 from __future__ import annotations
 
 import abc
+import warnings
 from typing import Callable
 
 import torch
@@ -53,14 +54,26 @@ class Likelihood(Reward, abc.ABC):
                 f"operator {type(self.operator).__name__} maps prior samples of shape {tuple(shape)} "
                 f"to {out_shape}, but the measurement y has shape {tuple(self.y.shape[1:])}"
             )
+        check_measurement = getattr(self.operator, "check_measurement", None)
+        if check_measurement is not None:  # e.g. a deepinv physics: warns on a y made in another range
+            check_measurement(self.y, tuple(shape))
 
 
 class GaussianLikelihood(Likelihood):
     """``y = A(x0) + sigma_y * n`` with standard normal ``n``:
-    ``log p(y | x0) = -||y - A(x0)||^2 / (2 sigma_y^2)`` (constant dropped)."""
+    ``log p(y | x0) = -||y - A(x0)||^2 / (2 sigma_y^2)`` (constant dropped).
 
-    def __init__(self, operator: Operator, y: torch.Tensor, sigma_y: float):
+    ``sigma_y=None`` takes the operator's ``noise_sigma`` (e.g. a deepinv physics' ``GaussianNoise``)."""
+
+    def __init__(self, operator: Operator, y: torch.Tensor, sigma_y: float | None = None):
         super().__init__(operator, y)
+        noise_sigma = getattr(self.operator, "noise_sigma", None)
+        if sigma_y is None:
+            if noise_sigma is None:
+                raise ValueError(f"give sigma_y: operator {type(self.operator).__name__} has no noise_sigma")
+            sigma_y = noise_sigma
+        elif noise_sigma is not None and abs(sigma_y - noise_sigma) > 0.01 * noise_sigma:
+            warnings.warn(f"sigma_y={sigma_y:g} differs from the operator's noise_sigma={noise_sigma:g}; using sigma_y")
         if not sigma_y > 0:
             raise ValueError(f"sigma_y must be positive, got {sigma_y}")
         self.sigma_y = float(sigma_y)
