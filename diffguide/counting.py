@@ -7,7 +7,8 @@ Methods are compared at equal cost, so every run counts:
   particles is J evaluations, as a black-box simulator would run them).
 - ``grad_evals``: backward passes for guidance; a batched backward counts once.
 - ``operator_failures`` / ``operator_retries``: black-box evaluations that failed after
-  their retries, and the retries spent (``operators.black_box``).
+  their retries, and the retries spent (``operators.black_box``); ``failure_reasons`` keeps
+  why the first ``KEPT_REASONS`` of them failed.
 
 Counting is contextual: ``with counting() as counts: solver(...)`` collects what
 happens inside, and nested contexts add their totals to the enclosing one.
@@ -19,17 +20,25 @@ import contextvars
 import dataclasses
 
 
+KEPT_REASONS = 3
+
+
 @dataclasses.dataclass
 class Counters:
+    """The work counted in one ``counting()`` context (fields as in the module docstring)."""
+
     nfe: int = 0
     operator_evals: int = 0
     grad_evals: int = 0
     operator_failures: int = 0
     operator_retries: int = 0
+    failure_reasons: list[str] = dataclasses.field(default_factory=list)
 
     def add(self, other: "Counters") -> None:
         for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+            if field.name != "failure_reasons":
+                setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+        note_failures(other.failure_reasons, self)
 
 
 _active: contextvars.ContextVar[Counters | None] = contextvars.ContextVar("diffguide_counters", default=None)
@@ -54,3 +63,10 @@ def count(field: str, n: int = 1) -> None:
     counts = _active.get()
     if counts is not None:
         setattr(counts, field, getattr(counts, field) + n)
+
+
+def note_failures(reasons, counts: Counters | None = None) -> None:
+    """Keep the first ``KEPT_REASONS`` failure reasons in ``counts`` (default: the active context)."""
+    counts = counts if counts is not None else _active.get()
+    if counts is not None:
+        counts.failure_reasons.extend(list(reasons)[:max(0, KEPT_REASONS - len(counts.failure_reasons))])

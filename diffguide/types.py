@@ -30,11 +30,17 @@ class Denoiser(Protocol):
 
 
 class GuidanceDivergedError(FloatingPointError):
-    """NaN or Inf appeared in the state during sampling; carries the step index."""
+    """A sampling run diverged (NaN/Inf, a state out of any plausible range, or a data misfit far
+    past the noise level); carries the step index."""
 
-    def __init__(self, step: int, what: str):
+    def __init__(self, step: int, what: str, solver: str = "guidance"):
         self.step = step
-        super().__init__(f"NaN/Inf in {what} at step {step}; lower the guidance weight or check the reward")
+        super().__init__(f"{solver} diverged at step {step}: {what}; lower the step size (guidance weight) "
+                         "or check the reward's scale")
+
+
+class BlackBoxFailedError(RuntimeError):
+    """Most evaluations of a black-box operator failed during a run; the message gives the first reasons."""
 
 
 def sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:

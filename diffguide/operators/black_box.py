@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..counting import count
+from ..counting import count, note_failures
 from ..executors import Executor, InProcess
 from .base import Operator
 
@@ -90,6 +90,7 @@ class BlackBox(Operator):
         self.total_retries += evaluation.retries
         count("operator_failures", evaluation.failures)
         count("operator_retries", evaluation.retries)
+        note_failures(reason for reason, failed in zip(evaluation.errors, evaluation.failed) if failed)
         y = torch.from_numpy(evaluation.values).to(device=x.device, dtype=x.dtype)
         if torch.is_grad_enabled() and x.requires_grad:
             y = _NoGradient.apply(x, y, self.name)

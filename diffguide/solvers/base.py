@@ -4,7 +4,8 @@ A solver is a frozen, keyword-only dataclass of hyper-parameters (so
 ``dataclasses.asdict(solver)`` is its config) whose ``sample`` method holds the
 update rule. ``__call__`` checks the inputs, opens the counting context, and runs
 ``sample`` under ``torch.no_grad()``; gradients are enabled only inside
-``Run.denoise_with_grad``.
+``Run.denoise_with_grad``. Every step and the result pass the divergence checks of
+``divergence.DivergenceGuard``: a diverged run raises, it never returns.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 
 from ..counting import counting
 from ..rewards.base import Reward
+from .divergence import DivergenceGuard
 from .record import StepRecord
 from .run import Run
 
@@ -35,10 +37,13 @@ class Solver(abc.ABC):
                  generator: torch.Generator | None = None, callback: Callable[[StepRecord], None] | None = None,
                  **cond) -> torch.Tensor:
         self.check(denoiser, reward, x, sigmas)
+        name = type(self).__name__
         with torch.no_grad(), counting() as counts:
             run = Run(denoiser, sigmas.to(device=x.device, dtype=x.dtype), counts, generator=generator,
-                      callback=callback, cond=cond, desc=type(self).__name__)
-            return self.sample(run, reward, x)
+                      callback=callback, cond=cond, desc=name, guard=DivergenceGuard(denoiser, reward, name))
+            result = self.sample(run, reward, x)
+            run.guard.check_result(result, counts, len(sigmas) - 1)
+        return result
 
     @abc.abstractmethod
     def sample(self, run: Run, reward: Reward | None, x: torch.Tensor) -> torch.Tensor:

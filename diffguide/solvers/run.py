@@ -2,7 +2,8 @@
 
 ``Run`` owns the denoiser call (counted, with the conditioning), the guidance
 gradient (counted, one backward), the step iterator with its progress bar, fresh
-noise from the run's generator, and the per-step record with the NaN/Inf check.
+noise from the run's generator, and the per-step record with the divergence checks
+(``divergence.DivergenceGuard``).
 Solver files then contain only their update rule.
 """
 from __future__ import annotations
@@ -14,7 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..counting import Counters, count
-from ..types import GuidanceDivergedError, sigma_batch
+from ..types import sigma_batch
+from .divergence import DivergenceGuard
 from .record import StepRecord
 
 _progress = {"enabled": True}
@@ -26,10 +28,15 @@ def set_progress(enabled: bool) -> None:
 
 
 class Run:
+    """One run of a solver: the denoiser, the schedule, the counters, the generator, the callback,
+    the conditioning and the divergence guard (``None``: NaN/Inf checks only)."""
+
     def __init__(self, denoiser, sigmas: torch.Tensor, counts: Counters, *, generator=None,
-                 callback: Callable[[StepRecord], None] | None = None, cond: dict | None = None, desc: str = "sampling"):
+                 callback: Callable[[StepRecord], None] | None = None, cond: dict | None = None, desc: str = "sampling",
+                 guard: DivergenceGuard | None = None):
         self.denoiser, self.sigmas, self.counts = denoiser, sigmas, counts
         self.generator, self.callback, self.cond, self.desc = generator, callback, cond or {}, desc
+        self.guard = guard if guard is not None else DivergenceGuard(None, None, desc)
 
     def steps(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """Yield ``(index, sigma, sigma_next)`` over the schedule with a progress bar."""
@@ -64,9 +71,8 @@ class Run:
         return torch.randn(x.shape, generator=self.generator, dtype=x.dtype, device=x.device)
 
     def record(self, index: int, sigma, x: torch.Tensor, x0: torch.Tensor) -> None:
-        """Check the new state for NaN/Inf and hand the step to the callback."""
-        if not torch.isfinite(x).all():
-            raise GuidanceDivergedError(index, "the sampling state")
+        """Check the new state for divergence and hand the step to the callback."""
+        self.guard.check_step(index, sigma, x, x0)
         if self.callback is not None:
             self.callback(StepRecord(index=index, sigma=float(sigma), x=x.detach().clone(), x0=x0.detach().clone(),
                                      nfe=self.counts.nfe, operator_evals=self.counts.operator_evals,

@@ -1,0 +1,95 @@
+"""Divergence checks of a sampling run: a diverged run is an error, never a result.
+
+A guidance step that is too large does not always produce NaN: the state can run off to
+values no sample of the prior has, or the clean estimate can fit the measurement worse and
+worse. ``DivergenceGuard`` stops the run with ``GuidanceDivergedError`` (naming the step and
+suggesting a smaller step size) when, for any sample:
+
+- the state or the clean estimate holds NaN/Inf;
+- the state's root-mean-square leaves ``STATE_FACTOR * (scale + sigma)``, where ``scale`` is
+  the largest magnitude of the prior's ``data_range`` (a VE state is ``x0 + sigma * eps``, so
+  its RMS is at most about ``scale + sigma``); skipped for an unbounded data range;
+- the clean estimate's RMS leaves ``STATE_FACTOR * scale``;
+- at the end, for a likelihood whose operator may be evaluated freely (not a black box), the
+  data misfit ``||y - A(x)||`` exceeds ``MISFIT_FACTOR`` times the larger of the misfit of the
+  run's first clean estimate (about the prior mean's) and the noise level
+  (``sigma_y sqrt(m)`` for a Gaussian likelihood).
+
+A run whose black-box operator failed for more than ``MAX_FAILED_FRACTION`` of its
+evaluations raises ``BlackBoxFailedError`` with the first failures' reasons: its result would
+be close to unguided sampling.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..counting import Counters
+from ..operators.base import _uncounted
+from ..rewards.likelihood import GaussianLikelihood, Likelihood
+from ..types import BlackBoxFailedError, GuidanceDivergedError
+
+STATE_FACTOR = 4.0
+MISFIT_FACTOR = 5.0
+MAX_FAILED_FRACTION = 0.5
+
+
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().flatten(1).float().pow(2).mean(dim=1).sqrt()
+
+
+class DivergenceGuard:
+    """The checks above for one run of ``solver`` over ``denoiser`` and ``reward``."""
+
+    def __init__(self, denoiser, reward, solver: str):
+        low, high = getattr(denoiser, "data_range", (-math.inf, math.inf))
+        self.scale = max(abs(low), abs(high))
+        self.solver = solver
+        self.likelihood = reward if isinstance(reward, Likelihood) and reward.operator.differentiable else None
+        self.first_misfit: torch.Tensor | None = None
+
+    def _diverged(self, step: int, what: str) -> GuidanceDivergedError:
+        return GuidanceDivergedError(step, what, self.solver)
+
+    def check_step(self, step: int, sigma, x: torch.Tensor, x0: torch.Tensor) -> None:
+        """After step ``step``: ``x`` at the next noise level ``sigma``, ``x0`` the estimate it used."""
+        if not torch.isfinite(x).all():
+            raise self._diverged(step, "NaN/Inf in the sampling state")
+        if not torch.isfinite(x0).all():
+            raise self._diverged(step, "NaN/Inf in the clean estimate")
+        if math.isfinite(self.scale):
+            limit = STATE_FACTOR * (self.scale + float(sigma))
+            worst = float(_rms(x).max())
+            if worst > limit:
+                raise self._diverged(step, f"the sampling state's RMS {worst:.3g} left the plausible range "
+                                           f"(at most {limit:.3g} for data in +-{self.scale:g} at sigma {float(sigma):.3g})")
+            worst = float(_rms(x0).max())
+            if worst > STATE_FACTOR * self.scale:
+                raise self._diverged(step, f"the clean estimate's RMS {worst:.3g} left the plausible range "
+                                           f"(at most {STATE_FACTOR * self.scale:.3g} for data in +-{self.scale:g})")
+        if self.first_misfit is None and self.likelihood is not None:
+            self.first_misfit = self._misfit(x0)
+
+    def check_result(self, x: torch.Tensor, counts: Counters, steps: int) -> None:
+        """After the run: the final data misfit and the black box's failures."""
+        if counts.operator_evals and counts.operator_failures > MAX_FAILED_FRACTION * counts.operator_evals:
+            reasons = "; ".join(counts.failure_reasons) or "no reason recorded"
+            raise BlackBoxFailedError(f"{self.solver}: the black-box operator failed {counts.operator_failures} of "
+                                      f"{counts.operator_evals} evaluations, so the result is close to unguided "
+                                      f"sampling; first failures: {reasons}")
+        if self.likelihood is None or self.first_misfit is None:
+            return
+        misfit = self._misfit(x)
+        reference = self.first_misfit
+        if isinstance(self.likelihood, GaussianLikelihood):
+            noise = self.likelihood.sigma_y * math.sqrt(self.likelihood.y[0].numel())
+            reference = reference.clamp(min=noise)
+        ratio = float((misfit / reference).max())
+        if not ratio <= MISFIT_FACTOR:
+            raise self._diverged(steps - 1, f"the final data misfit is {ratio:.3g} times that of the first clean "
+                                            "estimate (or of the noise level)")
+
+    def _misfit(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), _uncounted():
+            return self.likelihood.distance(self.likelihood.operator(x))
