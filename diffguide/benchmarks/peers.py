@@ -24,8 +24,7 @@ from ..operators.base import LinearOperator
 from ..operators.deepinv_svd import to_deepinv_decomposable
 from ..priors.deepinv_denoiser import ToDeepinv
 from ..rewards.likelihood import GaussianLikelihood
-
-METHODS = ("dps", "ddrm", "diffpir")
+from .peer_methods import METHODS
 
 
 class _CountedPrior(ToDeepinv):

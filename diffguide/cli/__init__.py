@@ -8,14 +8,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..types import GuidanceDivergedError
 from . import bench, demo, sample, solve, train, tune
+
+#: each command's module by its name, in the order ``--help`` lists them
+COMMANDS = {"demo": demo, "solve": solve, "sample": sample, "train": train, "bench": bench, "tune": tune}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffguide", description="Training-free guided sampling with diffusion priors.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (demo, solve, sample, train, bench, tune):
+    for command in COMMANDS.values():
         command.add_parser(subparsers)
     return parser
 
@@ -23,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ..types import GuidanceDivergedError  # imports torch: only once a command runs
+
     try:
         args.run(args)
     except ValueError as err:  # UsageError and the library's own early checks

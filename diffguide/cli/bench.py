@@ -4,20 +4,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..benchmarks.harness import run_benchmark
-from ..benchmarks.peers import METHODS, DeepinvPeer
-from ..benchmarks.report import write_report
-from ..benchmarks.tasks.digits_reward import DigitsReward
-from ..benchmarks.tasks.gmm_posterior import GMMPosterior
-from ..benchmarks.tasks.motion import Motion
-from ..benchmarks.tasks.navier_stokes import NavierStokes
-from ..benchmarks.tasks.restore import Restore
-from ..executors import DaskExecutor, InProcess, ProcessPool
+from ..benchmarks.peer_methods import METHODS
 from .errors import UsageError
+from .lazy import resolve
 from .specs import parse_spec, parse_solver
 
-TASKS = {"gmm-posterior": GMMPosterior, "restore": Restore, "motion": Motion, "digits-reward": DigitsReward,
-         "navier-stokes": NavierStokes}
+#: task classes as ``"module:Class"``, imported when a command runs one (``lazy.resolve``)
+TASKS = {name: f"diffguide.benchmarks.tasks.{target}" for name, target in {
+    "gmm-posterior": "gmm_posterior:GMMPosterior", "restore": "restore:Restore", "motion": "motion:Motion",
+    "digits-reward": "digits_reward:DigitsReward", "navier-stokes": "navier_stokes:NavierStokes"}.items()}
 PEERS = tuple(f"deepinv-{method}" for method in METHODS)
 
 
@@ -27,6 +22,8 @@ def parse_bench_solver(spec: str):
     name, params = parse_spec(spec)
     if name not in PEERS:
         return parse_solver(spec)
+    from ..benchmarks.peers import DeepinvPeer  # imports deepinv: only for a peer
+
     fields = {f.name for f in dataclasses.fields(DeepinvPeer)} - {"method"}
     if set(params) - fields:
         raise UsageError(f"{name} has no parameter(s) {', '.join(set(params) - fields)}; it has {', '.join(sorted(fields))}")
@@ -60,6 +57,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> None:
+    from ..benchmarks.harness import run_benchmark
+    from ..benchmarks.report import write_report
+
     if args.task == "report":
         if not args.dir:
             raise UsageError("usage: diffguide bench report DIR")
@@ -70,7 +70,7 @@ def run(args) -> None:
     if not args.out:
         raise UsageError("--out DIR is required")
     solvers = {spec: parse_bench_solver(spec) for spec in (args.solver or ["dps"])}
-    task = TASKS[args.task]()
+    task = resolve(TASKS[args.task])()
     if args.scheduler and args.workers > 1:
         raise UsageError("--scheduler runs on the cluster's workers; drop --workers")
     with executor_for(args) as executor:
@@ -82,6 +82,8 @@ def run(args) -> None:
 
 def executor_for(args):
     """Where the runs go: a Dask cluster (``--scheduler``), a local pool (``--workers N``) or this process."""
+    from ..executors import DaskExecutor, InProcess, ProcessPool
+
     if args.scheduler:
         try:
             return DaskExecutor(args.scheduler, connect_timeout=5.0)

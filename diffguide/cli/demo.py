@@ -6,12 +6,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
-from ..plotting import plt
-from .common import write_outputs
-from .demo_problems import PROBLEMS
-
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("demo", help="run the demo problems and write a report",
@@ -24,6 +18,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> None:
+    import torch
+
+    from ..plotting import plt
+    from .common import write_outputs
+    from .demo_problems import PROBLEMS
+
     start = time.perf_counter()
     results = {}
     for name, problem in PROBLEMS.items():

@@ -4,12 +4,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-import torch
-
-from ..counting import counting
-from .common import load_prior, schedule, write_outputs
 from .errors import UsageError
-from .images import grid, save_image
 from .specs import UNGUIDED, parse_solver
 
 
@@ -29,6 +24,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> None:
+    import torch
+
+    from ..counting import counting
+    from .common import load_prior, schedule, write_outputs
+    from .images import grid, save_image
+
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}")
     solver = parse_solver(args.solver)

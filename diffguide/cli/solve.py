@@ -3,17 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from ..counting import counting
-from ..metrics import psnr, relative_l2, ssim
-from ..rewards.likelihood import GaussianLikelihood
-from .common import fit_prior, load_prior, schedule, write_outputs
 from .errors import UsageError
-from .images import read_image, save_image
 from .specs import OPERATOR_HELP, parse_operator, parse_solver
+
+if TYPE_CHECKING:
+    import torch
 
 
 def add_parser(subparsers) -> None:
@@ -37,6 +33,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> None:
+    import torch
+
+    from ..counting import counting
+    from ..metrics import psnr, relative_l2, ssim
+    from ..rewards.likelihood import GaussianLikelihood
+    from .common import fit_prior, load_prior, schedule, write_outputs
+    from .images import read_image, save_image
+
     solver = parse_solver(args.solver)
     if solver.needs == "none":
         raise UsageError(f"solver {args.solver!r} is unguided; solve needs a guided solver such as dps")
@@ -87,6 +91,11 @@ def run(args) -> None:
 
 def read_measurement(path: str, prior) -> torch.Tensor:
     """A measurement from a PNG (in the prior's channels and range) or a float .npy array; (1, *shape)."""
+    import numpy as np
+    import torch
+
+    from .images import read_image
+
     if not path.endswith(".npy"):
         return read_image(path, prior.shape[0], prior.data_range)
     try:

@@ -6,38 +6,25 @@ Solvers take their dataclass fields: ``"dps:zeta=0.5,eta=1"``.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..operators.blur import Blur
-from ..operators.downsample import Downsample
-from ..operators.identity import Identity
-from ..operators.inpaint import Inpaint
-from ..solvers.best_of_n import BestOfN
-from ..solvers.classifier_guidance import ClassifierGuidance
-from ..solvers.ddim import DDIM, DDPM
-from ..solvers.doodl import DOODL
-from ..solvers.dps import DPS
-from ..solvers.dps_gsg import DPSGSG
-from ..solvers.edict import EDICT
-from ..solvers.enkg import EnKG
-from ..solvers.euler import Euler
-from ..solvers.heun import Heun
-from ..solvers.readout_guidance import ReadoutGuidance
-from ..solvers.scg import SCG
-from ..solvers.symplectic_adjoint import SymplecticAdjointGuidance
-from ..solvers.tds import TDS
-from ..solvers.tfg import TFG
-from ..solvers.tfg_family import LGD, MPGD, UGD, FreeDoM
-from ..solvers.universal_guidance import UniversalGuidance
 from .errors import UsageError
+from .lazy import resolve
 
-SOLVERS = {"dps": DPS, "ddim": DDIM, "ddpm": DDPM, "euler": Euler, "heun": Heun, "universal": UniversalGuidance,
-           "tfg": TFG, "freedom": FreeDoM, "mpgd": MPGD, "lgd": LGD, "ugd": UGD,
-           "sag": SymplecticAdjointGuidance, "edict": EDICT, "doodl": DOODL,
-           "classifier-guidance": ClassifierGuidance, "readout-guidance": ReadoutGuidance,
-           "enkg": EnKG, "scg": SCG, "dps-gsg": DPSGSG, "best-of-n": BestOfN, "tds": TDS}
-UNGUIDED = tuple(name for name, cls in SOLVERS.items() if cls.needs == "none")
+if TYPE_CHECKING:
+    import torch
+
+#: solver classes as ``"module:Class"``, imported when a spec names them (``lazy.resolve``)
+SOLVERS = {name: f"diffguide.solvers.{target}" for name, target in {
+    "dps": "dps:DPS", "ddim": "ddim:DDIM", "ddpm": "ddim:DDPM", "euler": "euler:Euler", "heun": "heun:Heun",
+    "universal": "universal_guidance:UniversalGuidance", "tfg": "tfg:TFG", "freedom": "tfg_family:FreeDoM",
+    "mpgd": "tfg_family:MPGD", "lgd": "tfg_family:LGD", "ugd": "tfg_family:UGD",
+    "sag": "symplectic_adjoint:SymplecticAdjointGuidance", "edict": "edict:EDICT", "doodl": "doodl:DOODL",
+    "classifier-guidance": "classifier_guidance:ClassifierGuidance",
+    "readout-guidance": "readout_guidance:ReadoutGuidance", "enkg": "enkg:EnKG", "scg": "scg:SCG",
+    "dps-gsg": "dps_gsg:DPSGSG", "best-of-n": "best_of_n:BestOfN", "tds": "tds:TDS"}.items()}
+#: the solvers whose ``needs`` is ``"none"`` (checked against the classes by tests/test_cli_startup.py)
+UNGUIDED = ("ddim", "ddpm", "euler", "heun", "edict")
 
 OPERATOR_HELP = (
     "identity | blur:sigma=S[,size=K] | downsample:factor=F | "
@@ -89,6 +76,7 @@ def _deepinv_operator(spec: str, shape: tuple[int, int, int], generator: torch.G
     import inspect
 
     import deepinv
+    import torch
 
     from ..operators.deepinv_physics import from_deepinv
 
@@ -121,6 +109,11 @@ def _deepinv_operator(spec: str, shape: tuple[int, int, int], generator: torch.G
 
 
 def _operator(spec: str, shape: tuple[int, int, int], generator: torch.Generator):
+    from ..operators.blur import Blur
+    from ..operators.downsample import Downsample
+    from ..operators.identity import Identity
+    from ..operators.inpaint import Inpaint
+
     if spec.strip().lower().startswith("deepinv:"):
         return _deepinv_operator(spec, shape, generator)
     name, params = parse_spec(spec)
@@ -170,22 +163,41 @@ def parse_operator(spec: str, shape: tuple[int, int, int], generator: torch.Gene
     return op
 
 
+def _field_kind(field: dataclasses.Field) -> type:
+    """The type a spec value converts to: the default's, or for a ``None`` default (a value the
+    solver derives) the number type its annotation names."""
+    if isinstance(field.default, bool):
+        return boolean
+    if field.default is not None:
+        return type(field.default) if isinstance(field.default, (int, float)) else str
+    annotation = str(field.type)
+    return float if "float" in annotation else int if "int" in annotation else str
+
+
+def boolean(text: str) -> bool:
+    """``true/false``, ``yes/no``, ``1/0`` (any case) as a bool."""
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        raise ValueError(text)
+    return value
+
+
 def parse_solver(spec: str):
     """Build a solver from ``name[:field=value,...]``, converting values to the field types."""
     name, params = parse_spec(spec)
     if name not in SOLVERS:
         raise UsageError(f"unknown solver {name!r}; expected one of {', '.join(SOLVERS)}")
-    cls = SOLVERS[name]
+    cls = resolve(SOLVERS[name])
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
     for key, value in params.items():
         if key not in fields:
             raise UsageError(f"solver {name!r} has no parameter {key!r}; it has {', '.join(fields) or 'none'}")
-        default = fields[key].default
+        kind = _field_kind(fields[key])
         try:
-            kwargs[key] = type(default)(value) if isinstance(default, (int, float)) and not isinstance(default, bool) else value
+            kwargs[key] = kind(value)
         except ValueError:
-            raise UsageError(f"{key}={value!r} for solver {name!r}: expected a {type(default).__name__}") from None
+            raise UsageError(f"{key}={value!r} for solver {name!r}: expected a {kind.__name__}") from None
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:

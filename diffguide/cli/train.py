@@ -1,17 +1,14 @@
 """``diffguide train``: train a diffusion prior on a built-in dataset; rerunning with the same --out resumes."""
 from __future__ import annotations
 
-import torch
+from .lazy import resolve
 
-from ..data.digits import digits_train
-from ..data.ns_vorticity_set import augment_ns_vorticity, ns_vorticity_train
-from ..data.photos import photos_train
-from ..training.train import train
-from ..training.unet import ns_vorticity_unet_config, photos_unet_config, unet_config
-
-#: training images, network config and batch augmentation (or None) of each shipped prior
-DATA = {"digits": (digits_train, unet_config, None), "photos": (photos_train, photos_unet_config, None),
-        "ns-vorticity": (ns_vorticity_train, ns_vorticity_unet_config, augment_ns_vorticity)}
+#: training images, network config and batch augmentation (or None) of each shipped prior, as ``"module:name"``
+DATA = {"digits": ("diffguide.data.digits:digits_train", "diffguide.training.unet:unet_config", None),
+        "photos": ("diffguide.data.photos:photos_train", "diffguide.training.unet:photos_unet_config", None),
+        "ns-vorticity": ("diffguide.data.ns_vorticity_set:ns_vorticity_train",
+                         "diffguide.training.unet:ns_vorticity_unet_config",
+                         "diffguide.data.ns_vorticity_set:augment_ns_vorticity")}
 
 
 def add_parser(subparsers) -> None:
@@ -34,9 +31,13 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> None:
+    import torch
+
+    from ..training.train import train
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    data, config, augment = DATA[args.data]
+    data, config, augment = map(resolve, DATA[args.data])
     final = train(data, args.steps, args.out, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                   label_dropout=args.label_dropout, seed=args.seed, bf16=args.bf16, unet=config(),
                   checkpoint_every_seconds=args.checkpoint_every_seconds, augment=augment)

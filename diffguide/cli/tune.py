@@ -13,11 +13,10 @@ import json
 import math
 from pathlib import Path
 
-from ..benchmarks.harness import run_one
 from ..tuning.beam_search import beam_search
-from ..types import GuidanceDivergedError
 from .bench import TASKS
 from .errors import UsageError
+from .lazy import resolve
 from .specs import parse_solver, parse_spec
 
 #: The paper's search (``searching.py`` of the TFG code): start, growth factor and cap per key.
@@ -92,9 +91,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> None:
+    from ..benchmarks.harness import run_one
+    from ..types import GuidanceDivergedError
+
     if args.task not in TASKS:
         raise UsageError(f"unknown task {args.task!r}; expected one of {', '.join(TASKS)}")
-    task = TASKS[args.task]()
+    task = resolve(TASKS[args.task])()
     instances = task.instances(args.reduced)
     if args.instance not in instances:
         raise UsageError(f"unknown instance {args.instance!r} of {args.task}; expected one of {', '.join(instances)}")
