@@ -88,8 +88,10 @@ def _deepinv_operator(spec: str, shape: tuple[int, int, int], generator: torch.G
         raise UsageError(f"unknown deepinv physics {class_name.strip()!r} in {spec!r}; "
                          "expected a class of deepinv.physics, e.g. Inpainting, BlurFFT, CompressedSensing")
     _, params = parse_spec(f"{class_name}:{args}")
-    accepted = {name for klass in cls.__mro__ if issubclass(klass, deepinv.physics.Physics) and "__init__" in vars(klass)
-                for name, parameter in inspect.signature(klass.__init__).parameters.items()
+    constructors = [vars(klass)["__init__"] for klass in cls.__mro__
+                    if issubclass(klass, deepinv.physics.Physics) and "__init__" in vars(klass)]
+    accepted = {name for constructor in constructors
+                for name, parameter in inspect.signature(constructor).parameters.items()
                 if name != "self" and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)}
     unknown = sorted(set(params) - accepted)
     if unknown:

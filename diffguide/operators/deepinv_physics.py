@@ -30,7 +30,7 @@ def range_map(data_range: tuple[float, float] | None, prior_range: tuple[float, 
     low, high = prior_range if data_range is None else data_range
     prior_low, prior_high = prior_range
     if not (high > low and prior_high > prior_low):
-        raise ValueError(f"data_range {data_range} and prior_range {prior_range} must each be (low, high) with low < high")
+        raise ValueError(f"data_range {data_range} and prior_range {prior_range} must each be (low, high), low < high")
     scale = (high - low) / (prior_high - prior_low)
     return float(scale), float(low - prior_low * scale)
 
