@@ -20,7 +20,8 @@ def prior_dir(tmp_path_factory):
                        norm_num_groups=8, down_block_types=("DownBlock2D", "DownBlock2D"),
                        up_block_types=("UpBlock2D", "UpBlock2D"))
     unet.save_pretrained(path / "unet")
-    DDIMScheduler(clip_sample=False).save_pretrained(path / "scheduler")
+    # "sample" prediction keeps a random network's clean estimate in a plausible range at every noise level
+    DDIMScheduler(clip_sample=False, prediction_type="sample").save_pretrained(path / "scheduler")
     return path
 
 
@@ -43,7 +44,7 @@ def test_solve_writes_measurement_result_and_metrics(prior_dir, tmp_path):
     report = json.loads((tmp_path / "out" / "result.json").read_text())
     for key in ("psnr", "ssim", "relative_l2", "data_consistency", "nfe", "wall_seconds", "seed"):
         assert key in report
-    assert report["nfe"] == 4 and report["grad_evals"] == 4 and report["config"]["zeta"] == 1.0
+    assert report["nfe"] == 4 and report["grad_evals"] == 4 and report["config"]["zeta"] == 6.0
     assert Image.open(tmp_path / "out" / "measurement.png").size == (8, 8)
     assert Image.open(tmp_path / "out" / "result.png").size == (16, 16)
 
@@ -93,8 +94,6 @@ def corrupt_prior(prior_dir, tmp_path):
 BAD_INPUTS = {
     "missing model folder": ({"--prior": "/nonexistent/model"}, "no such folder"),
     "corrupt model folder": ({"--prior": "CORRUPT"}, "cannot load prior"),
-    "image of the wrong size": ({"--input": "SIZE"}, "not divisible"),
-    "image with the wrong channels": ({"--input": "RGB"}, "channel"),
     "unparsable operator": ({"--operator": "blur:sigma"}, "key=value"),
     "unknown operator": ({"--operator": "warp:by=2"}, "unknown operator"),
     "operator that does not fit": ({"--operator": "downsample:factor=3"}, "divisible"),

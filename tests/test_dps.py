@@ -39,7 +39,7 @@ def run_dps(prior, likelihood, solver, n=256, steps=100, g=None):
     return solver(prior, likelihood, x, sigmas, generator=g)
 
 
-@pytest.mark.parametrize("solver", [DPS(zeta=0.5), DPS(step_size="constant", zeta=0.003)])
+@pytest.mark.parametrize("solver", [DPS(), DPS(step_size="paper", zeta=0.5), DPS(step_size="constant", zeta=0.003)])
 def test_dps_mean_error_well_below_prior(solver):
     prior, likelihood, truth, g = gaussian_problem()
     posterior = prior.posterior(likelihood.operator, likelihood.y, likelihood.sigma_y)
@@ -54,7 +54,7 @@ def test_dps_mean_error_well_below_prior(solver):
     (DPS(step_size="constant", zeta=1e-6), 0.01),
     # the paper's normalised step has length about zeta whatever the residual, so it
     # settles within about zeta of the truth
-    (DPS(zeta=0.1), 0.2),
+    (DPS(step_size="paper", zeta=0.1), 0.2),
 ])
 def test_dps_recovers_truth_under_identity_with_tiny_noise(solver, tolerance):
     g = torch.Generator().manual_seed(1)

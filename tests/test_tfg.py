@@ -23,12 +23,15 @@ FAMILY = (FreeDoM, MPGD, LGD, UGD)
 
 
 @pytest.mark.parametrize("solver", [
-    TFG(rho=0.002, mu=0.002),
-    TFG(rho=0.001, mu=0.001, gamma=0.05, n_recur=2, n_iter=2),
-    FreeDoM(rho=0.003, n_recur=2),
-    MPGD(mu=0.005, n_iter=2),
-    LGD(rho=0.003),
-    UGD(rho=0.001, mu=0.002, n_recur=2, n_iter=2),
+    # strengths on the raw log-likelihood (normalize=False), as in the paper
+    TFG(rho=0.002, mu=0.002, normalize=False),
+    TFG(rho=0.001, mu=0.001, gamma=0.05, n_recur=2, n_iter=2, normalize=False),
+    FreeDoM(rho=0.003, n_recur=2, normalize=False),
+    MPGD(mu=0.005, n_iter=2, normalize=False),
+    LGD(rho=0.003, normalize=False),
+    UGD(rho=0.001, mu=0.002, n_recur=2, n_iter=2, normalize=False),
+    # the defaults, on the normalised objective
+    TFG(), FreeDoM(), MPGD(), LGD(), UGD(),
 ])
 def test_mean_moves_to_the_exact_posterior(solver):
     prior, likelihood, posterior = gaussian_problem()
@@ -85,7 +88,7 @@ def test_one_step_equals_the_papers_vp_update():
     sigmas = torch.tensor([3.0, 1.2, 0.0], dtype=torch.float64)
     rho, mu, n_recur, n_iter = 0.05, 0.1, 3, 2
     solver = TFG(rho=rho, mu=mu, gamma=0.0, n_recur=n_recur, n_iter=n_iter, eta=0.0,
-                 rho_schedule="constant", mu_schedule="constant")
+                 rho_schedule="constant", mu_schedule="constant", normalize=False)
     records = []
     g = torch.Generator().manual_seed(11)
     x = sigmas[0] * torch.randn(5, 4, generator=g, dtype=torch.float64)

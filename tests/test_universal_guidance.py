@@ -30,10 +30,11 @@ def sample(solver, prior, reward, n=256, steps=50, seed=3, sigmas=None):
     return solver(prior, reward, x, sigmas, generator=g)
 
 
-@pytest.mark.parametrize("solver", [
-    UniversalGuidance(scale=0.01),  # forward guidance alone
-    UniversalGuidance(scale=0.0, backward_steps=3, backward_lr=1e-2),  # backward guidance alone
-    UniversalGuidance(scale=0.005, backward_steps=2, backward_lr=1e-3, recurrence=3, eta=1.0),
+@pytest.mark.parametrize("solver", [  # strengths on the raw log-likelihood (normalize=False), as in the paper
+    UniversalGuidance(scale=0.01, normalize=False),  # forward guidance alone
+    UniversalGuidance(scale=0.0, backward_steps=3, backward_lr=1e-2, normalize=False),  # backward guidance alone
+    UniversalGuidance(scale=0.005, backward_steps=2, backward_lr=1e-3, recurrence=3, eta=1.0, normalize=False),
+    UniversalGuidance(),  # the default, on the normalised objective
 ])
 def test_mean_moves_to_the_exact_posterior(solver):
     prior, likelihood, posterior = gaussian_problem()
@@ -86,7 +87,7 @@ def test_one_step_equals_the_papers_vp_update():
     records = []
     g = torch.Generator().manual_seed(11)
     x = sigmas[0] * torch.randn(5, 4, generator=g, dtype=torch.float64)
-    UniversalGuidance(scale=s, backward_steps=m, backward_lr=lr, recurrence=k)(
+    UniversalGuidance(scale=s, backward_steps=m, backward_lr=lr, recurrence=k, normalize=False)(
         prior, likelihood, x, sigmas, generator=g, callback=records.append)
     replay = torch.Generator().manual_seed(11)
     torch.randn(5, 4, generator=replay, dtype=torch.float64)  # the initial state

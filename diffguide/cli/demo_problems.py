@@ -128,7 +128,7 @@ def held_out_digits():
 def digits_deblur(quick, generator):
     truth, _ = held_out_digits()
     steps = 20 if quick else 100
-    fig, metrics = restoration(load("digits"), truth, Blur.gaussian(1.5), 0.05, DPS(zeta=1.0), steps, generator,
+    fig, metrics = restoration(load("digits"), truth, Blur.gaussian(1.5), 0.05, DPS(), steps, generator,
                                "Gaussian blur (sigma 1.5 px), noise 0.05")
     return fig, metrics, "Held-out digits (never seen in training) blurred and noisy, restored by DPS over the `digits` prior."
 
@@ -137,13 +137,9 @@ def digits_inpaint(quick, generator):
     truth, _ = held_out_digits()
     steps = 20 if quick else 100
     operator = Inpaint.box((1, 16, 16), 4, 4, 8, 8)
-    fig, metrics = restoration(load("digits"), truth, operator, 0.05, DPS(zeta=1.0), steps, generator,
+    fig, metrics = restoration(load("digits"), truth, operator, 0.05, DPS(), steps, generator,
                                "central 8x8 box missing, noise 0.05")
     return fig, metrics, "Held-out digits with the central quarter missing, inpainted by DPS over the `digits` prior."
-
-
-#: 60 steps need a larger weight than the paper's 1000: best of zeta in {3, 10, 30} on both photo problems
-PHOTOS_DPS = DPS(zeta=10.0)
 
 
 def photos_crops(quick):
@@ -155,7 +151,7 @@ def photos_inpaint(quick, generator):
     truth = photos_crops(quick)
     prior = load("photos").with_shape(tuple(truth.shape[1:]))
     operator = Inpaint.random_pixels(tuple(truth.shape[1:]), 0.7, generator=generator)
-    fig, metrics = restoration(prior, truth, operator, 0.02, PHOTOS_DPS, 10 if quick else 60, generator,
+    fig, metrics = restoration(prior, truth, operator, 0.02, DPS(), 10 if quick else 60, generator,
                                "70% of pixels missing, noise 0.02")
     return fig, metrics, ("128x128 crops of `astronaut` and `coffee` (held out of the `photos` prior's training; "
                           "the prior was trained on 32x32 crops and runs fully convolutionally here).")
@@ -164,7 +160,7 @@ def photos_inpaint(quick, generator):
 def photos_sr(quick, generator):
     truth = photos_crops(quick)
     prior = load("photos").with_shape(tuple(truth.shape[1:]))
-    fig, metrics = restoration(prior, truth, Downsample(4), 0.02, PHOTOS_DPS, 10 if quick else 60, generator,
+    fig, metrics = restoration(prior, truth, Downsample(4), 0.02, DPS(), 10 if quick else 60, generator,
                                "4x super-resolution, noise 0.02")
     return fig, metrics, "4x super-resolution (block-average downsampling) of the same crops."
 
@@ -192,7 +188,7 @@ def digits_class(quick, generator):
 
 REWARD_SOLVERS = {  # settings from `diffguide bench digits-reward --reduced --nfe 50` probes
     "unguided DDPM": DDPM(), "DPS": DPS(step_size="constant", zeta=0.3), "universal": UniversalGuidance(scale=5.0),
-    "FreeDoM": FreeDoM(rho=1.0), "MPGD": MPGD(mu=1.0), "TFG": TFG(),
+    "FreeDoM": FreeDoM(rho=1.0), "MPGD": MPGD(mu=1.0), "TFG": TFG(rho=1.0, mu=1.0),
     "clf. guidance": ClassifierGuidance(scale=3.0), "readout": ReadoutGuidance(weight=0.1),
 }
 

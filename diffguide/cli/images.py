@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,16 @@ def read_image(path: str | Path, channels: int, data_range: tuple[float, float])
     except (UnidentifiedImageError, OSError) as err:
         raise UsageError(f"cannot read image {path}: {err}") from None
     have = _CHANNELS.get(image.mode)
-    if have != channels:
-        raise UsageError(f"image {path} has {have} channel(s) (mode {image.mode}), but the prior expects {channels}")
+    if channels not in (1, 3):
+        raise UsageError(f"the prior expects {channels}-channel images; only 1 (grayscale) or 3 (RGB) can be read "
+                         "from an image file (give a .npy measurement instead)")
+    if have is None:
+        raise UsageError(f"image {path} has mode {image.mode}; expected a grayscale, RGB or RGBA image")
+    if image.mode in ("RGBA", "LA") or "transparency" in image.info:
+        print(f"note: {path}: the alpha channel is dropped", file=sys.stderr)
+    if (have in (1, 2)) != (channels == 1):
+        print(f"note: {path}: {'grayscale' if have in (1, 2) else 'colour'} image converted to "
+              f"{'grayscale' if channels == 1 else 'RGB'} for the prior", file=sys.stderr)
     image = image.convert("L" if channels == 1 else "RGB")
     array = np.asarray(image, dtype=np.float32) / 255.0
     tensor = torch.from_numpy(array).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1)[None]

@@ -11,6 +11,11 @@ from .specs import OPERATOR_HELP, parse_operator, parse_solver
 if TYPE_CHECKING:
     import torch
 
+#: the default ensemble of a solver whose batch is one interacting ensemble (EnKG, TDS)
+ENSEMBLE_PARTICLES = 16
+#: particles shown in particles.png
+SHOWN_PARTICLES = 8
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("solve", help="restore an image with a guided sampler",
@@ -29,17 +34,22 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sigma-y", type=float, default=0.05, help="measurement noise std in the prior's data range")
     p.add_argument("--steps", type=int, default=100, help="sampling steps (default 100)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--particles", type=int, help="samples drawn; for a solver whose batch is one interacting "
+                                                 f"ensemble (enkg, tds) its size (default {ENSEMBLE_PARTICLES}; "
+                                                 "otherwise 1); with more than one, result.png is their mean and "
+                                                 "particles.png shows a few")
     p.set_defaults(run=run)
 
 
 def run(args) -> None:
     import torch
 
+    from ..baselines import measurement_baseline
     from ..counting import counting
     from ..metrics import psnr, relative_l2, ssim
     from ..rewards.likelihood import GaussianLikelihood
     from .common import fit_prior, load_prior, schedule, write_outputs
-    from .images import read_image, save_image
+    from .images import grid, read_image, save_image
 
     solver = parse_solver(args.solver)
     if solver.needs == "none":
@@ -48,6 +58,10 @@ def run(args) -> None:
         raise UsageError(f"--sigma-y must be positive, got {args.sigma_y}")
     if args.input is None and args.measurement is None:
         raise UsageError("give --input (a ground-truth image to measure) or --measurement (an observed y), or both")
+    particles = args.particles or (ENSEMBLE_PARTICLES if solver.batch_is_ensemble else 1)
+    if particles < 1 or (solver.batch_is_ensemble and particles < 2):
+        raise UsageError(f"--particles must be at least {2 if solver.batch_is_ensemble else 1} for "
+                         f"{type(solver).__name__}, got {particles}")
     prior = load_prior(args.prior, args.shape)
     truth = read_image(args.input, prior.shape[0], prior.data_range) if args.input else None
     if truth is not None:
@@ -59,23 +73,29 @@ def run(args) -> None:
     else:
         likelihood = GaussianLikelihood.simulate(operator, truth, args.sigma_y, generator)
     sigmas = schedule(prior, args.steps)
-    x = sigmas[0] * torch.randn(1, *prior.shape, generator=generator)
+    x = sigmas[0] * torch.randn(particles, *prior.shape, generator=generator)
 
     start = time.perf_counter()
     with counting() as counts:
-        result = solver(prior, likelihood, x, sigmas, generator=generator)
+        samples = solver(prior, likelihood, x, sigmas, generator=generator)
     wall = time.perf_counter() - start
+    result = samples.mean(0, keepdim=True)
 
     width = prior.data_range[1] - prior.data_range[0]
     with torch.no_grad():
         consistency = likelihood.distance(operator(result)) / likelihood.y.flatten(1).norm(dim=1)
     report = {"data_consistency": float(consistency)}
+    baseline = measurement_baseline(operator, likelihood.y, tuple(prior.shape))
     if truth is not None:
         report.update(psnr=float(psnr(result, truth, width)), ssim=float(ssim(result, truth, width)),
                       relative_l2=float(relative_l2(result, truth)))
+        if baseline is not None:
+            estimate = baseline[1].clamp(*prior.data_range)
+            report["baseline"] = {"method": baseline[0], "psnr": float(psnr(estimate, truth, width)),
+                                  "ssim": float(ssim(estimate, truth, width))}
     report.update({
         "nfe": counts.nfe, "operator_evals": counts.operator_evals, "grad_evals": counts.grad_evals,
-        "wall_seconds": wall, "seed": args.seed, "steps": args.steps, "sigma_y": args.sigma_y,
+        "wall_seconds": wall, "seed": args.seed, "steps": args.steps, "sigma_y": args.sigma_y, "particles": particles,
         "operator": args.operator, "solver": type(solver).__name__, "config": dataclasses.asdict(solver),
         "prior": str(args.prior), "input": args.input, "measurement": args.measurement,
     })
@@ -84,8 +104,12 @@ def run(args) -> None:
     files = {"result.png": lambda path: save_image(result[0], path, prior.data_range), "result.json": report}
     if shows_as_image:
         files["measurement.png"] = lambda path: save_image(measurement, path, prior.data_range)
+    if particles > 1:
+        files["particles.png"] = lambda path: save_image(grid(samples[:SHOWN_PARTICLES]), path, prior.data_range)
     out = write_outputs(args.out, files)
     scores = f"PSNR {report['psnr']:.2f} dB, SSIM {report['ssim']:.3f}, " if truth is not None else ""
+    if "baseline" in report:
+        scores += f"(baseline, {report['baseline']['method']}: {report['baseline']['psnr']:.2f} dB), "
     print(f"{scores}data consistency {float(consistency):.3f}, {counts.nfe} NFE, {wall:.1f} s -> {out}")
 
 

@@ -22,8 +22,12 @@ Schedules (the paper's, as in the authors' code): ``rho_t = rho w_t / mean(w)`` 
 ``mu_t``, with ``w_t = alpha_t`` ("increase": larger as sampling proceeds), ``1 - alpha_t``
 ("decrease") or 1 ("constant"), the mean taken over the run's steps; ``gamma_t = gamma
 sqrt(1 - abar_t) = gamma sigma / sqrt(1 + sigma^2)`` ("decrease") or ``gamma`` ("constant").
-Defaults are the authors' code's: ``rho = mu = 1``, ``gamma = 0.01``, ``K = 4``, ``N_recur = N_iter = 1``,
-increasing ``rho_t`` and ``mu_t``, decreasing ``gamma_t``. Existing methods are special cases
+Defaults are the authors' code's (``gamma = 0.01``, ``K = 4``, ``N_recur = N_iter = 1``, increasing
+``rho_t`` and ``mu_t``, decreasing ``gamma_t``) except the strengths: a ``Likelihood`` is guided by its
+normalised objective (``likelihood_objective``, ``normalize=True``), each step capped at the noise
+level, on which ``rho = 6``, ``mu = 1`` work across operators, noise levels, image sizes and step
+counts (``python -m diffguide.benchmarks.defaults``). The authors' ``rho = mu = 1`` are for rewards
+such as a classifier's log-probability; for one's own reward the strengths are in its units. Existing methods are special cases
 (``tfg_family``); the paper tunes ``rho``, ``mu``, ``gamma`` by beam search (``diffguide.tuning``).
 
 The smoothing noise comes from its own generator, seeded from (not drawn from) the run's
@@ -45,6 +49,7 @@ import math
 import torch
 
 from .base import Solver
+from .likelihood_objective import guidance_objective, limited_step
 from .steps import ddim_step, renoise
 from .universal_guidance import backward_guidance
 
@@ -95,7 +100,7 @@ class TFG(Solver):
     needs = "gradient"
 
     #: variance guidance strength (gradient through the denoiser); 0: off.
-    rho: float = 1.0
+    rho: float = 6.0
     #: mean guidance strength (gradient steps on the clean estimate); 0: off.
     mu: float = 1.0
     #: Monte-Carlo smoothing scale ``gamma`` (the paper's gamma-bar); 0: no smoothing.
@@ -111,6 +116,9 @@ class TFG(Solver):
     gamma_schedule: str = "decrease"
     #: DDIM stochasticity of the step ``S``.
     eta: float = 1.0
+    #: guide a ``Likelihood`` by its normalised objective ``-(sqrt(n) / N) ||y - A(x0)||``
+    #: (``likelihood_objective``) instead of its log-density; other rewards are used as they are.
+    normalize: bool = True
 
     def __post_init__(self):
         for name, allowed in (("rho_schedule", STRENGTH_SCHEDULES), ("mu_schedule", STRENGTH_SCHEDULES),
@@ -122,6 +130,7 @@ class TFG(Solver):
                              f"{self.n_recur}, {self.n_iter}, {self.mc_samples} and {self.gamma}")
 
     def sample(self, run, reward, x):
+        reward = guidance_objective(reward, run, self.normalize)
         rho = self.rho * strength_schedule(self.rho_schedule, run.sigmas)
         mu = self.mu * strength_schedule(self.mu_schedule, run.sigmas)
         gamma = self.gamma * smoothing_schedule(self.gamma_schedule, run.sigmas)
@@ -135,12 +144,12 @@ class TFG(Solver):
                                                    dtype=x.dtype, device=x.device)
                 objective = smoothed(reward, noise)
                 if self.rho != 0:  # 2-3. variance guidance: rho_t (1 + sigma^2) grad_x log f~(clip(D(x)))
-                    x0, _, grad = run.denoise_with_grad(x, sigma, lambda x0: objective(run.clip(x0)))
-                    variance = rho[i] * (1 + sigma**2) * grad
+                    x0, values, grad = run.denoise_with_grad(x, sigma, lambda x0: objective(run.clip(x0)))
+                    variance = limited_step(rho[i] * (1 + sigma**2), reward, values, grad) * grad
                 else:
                     x0, variance = run.denoise(x, sigma), 0.0
                 x0 = run.clip(x0)
-                mean = backward_guidance(objective, x0, mu[i], mean_steps)  # 4. mean guidance Delta_0
+                mean = backward_guidance(objective, x0, mu[i], mean_steps, limit=reward)  # 4. mean guidance Delta_0
                 step_noise = run.noise_like(x) if self.eta > 0 else None
                 x_next = ddim_step(x, x0, sigma, sigma_next, self.eta, step_noise) + variance + mean  # 5.
                 if n < self.n_recur - 1:  # 6. recurrence: back to sigma with fresh noise

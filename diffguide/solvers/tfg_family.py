@@ -5,7 +5,8 @@ Each is ``TFG`` with some of its hyper-parameters pinned. A pinned field is decl
 ``init=False``: it cannot be passed, but it stays a dataclass field, so
 ``dataclasses.asdict(solver)`` is still the complete TFG configuration that ran. The free
 fields keep TFG's defaults, except the schedules, which follow the authors' reference
-implementations of each method.
+implementations of each method, and MPGD's ``mu`` (30: mean guidance alone, capped at the noise
+level, needs more strength on the normalised likelihood objective).
 
 - ``FreeDoM`` (Yu, Wang, Zhao, Ghanem & Zhang, ICCV 2023): variance guidance with time travel
   (recurrence): ``mu = 0``, ``gamma = 0``.
@@ -50,6 +51,8 @@ class MPGD(TFG):
     mc_samples: int = pinned(1)
     gamma_schedule: str = pinned("constant")
     mu_schedule: str = "constant"
+    #: mean guidance alone needs a larger strength than TFG's default (chosen by ``benchmarks.defaults``)
+    mu: float = 30.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -20,8 +20,11 @@ estimate. The paper's Algorithm 1 in VP variables ``z``, rewritten here for the 
   form is ``x = x' + sqrt(sigma^2 - sigma_next^2) eps'``, and guide again. The last of the ``k``
   passes keeps ``x'`` and draws no re-noising noise, so ``k = 1`` draws exactly what DDIM draws.
 
-Defaults are those of the authors' code: ``s = 5`` (``--optim_forward_guidance_wt``), ``m = 0``
-(backward guidance is opt-in), step size ``0.01`` (``--optim_lr``), ``k = 1`` (``--optim_num_steps``).
+Defaults are those of the authors' code, ``m = 0`` (backward guidance is opt-in), step size ``0.01``
+(``--optim_lr``), ``k = 1`` (``--optim_num_steps``), except ``s``: a ``Likelihood`` is guided by its
+normalised objective (``likelihood_objective``, ``normalize=True``), on which ``s = 100`` works across
+operators and noise levels (``python -m diffguide.benchmarks.defaults``); the authors' ``s = 5``
+(``--optim_forward_guidance_wt``) is for rewards such as a classifier's log-probability.
 The authors' code runs the ``m`` backward steps with Adam and a per-sample loss cut-off; this
 is the plain gradient step the paper describes.
 
@@ -37,20 +40,23 @@ import torch
 
 from ..counting import count
 from .base import Solver
+from .likelihood_objective import guidance_objective, limited_step
 from .steps import ddim_step, renoise
 
 
 def backward_guidance(objective: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, step_size,
-                      steps: int) -> torch.Tensor:
+                      steps: int, limit=None) -> torch.Tensor:
     """``Delta`` after ``steps`` gradient-ascent steps on ``objective(x0 + Delta)`` from ``Delta = 0``
-    (Universal Guidance eq. 7; TFG's mean guidance). One counted backward per step, none through the denoiser."""
+    (Universal Guidance eq. 7; TFG's mean guidance). One counted backward per step, none through the denoiser.
+    ``limit``: the normalised likelihood whose noise level caps each step (``likelihood_objective.limited_step``)."""
     delta = torch.zeros_like(x0)
     for _ in range(steps):
         with torch.enable_grad():
             point = (x0 + delta).detach().requires_grad_(True)
             count("grad_evals")
-            (grad,) = torch.autograd.grad(objective(point).sum(), point)
-        delta = delta + step_size * grad
+            values = objective(point)
+            (grad,) = torch.autograd.grad(values.sum(), point)
+        delta = delta + limited_step(step_size, limit, values, grad) * grad
     return delta
 
 
@@ -59,7 +65,7 @@ class UniversalGuidance(Solver):
     needs = "gradient"
 
     #: ``s`` in ``s(t) = s sqrt(1 - abar_t)``, forward guidance; 0 turns it off (no denoiser backprop).
-    scale: float = 5.0
+    scale: float = 100.0
     #: ``m``, gradient steps of backward guidance per pass (0: off).
     backward_steps: int = 0
     #: step size of backward guidance.
@@ -68,6 +74,9 @@ class UniversalGuidance(Solver):
     recurrence: int = 1
     #: DDIM stochasticity of the step ``S``.
     eta: float = 0.0
+    #: guide a ``Likelihood`` by its normalised objective ``-(sqrt(n) / N) ||y - A(x0)||``
+    #: (``likelihood_objective``) instead of its log-density; other rewards are used as they are.
+    normalize: bool = True
 
     def __post_init__(self):
         if self.recurrence < 1 or self.backward_steps < 0:
@@ -75,6 +84,7 @@ class UniversalGuidance(Solver):
                              f"{self.backward_steps}")
 
     def sample(self, run, reward, x):
+        reward = guidance_objective(reward, run, self.normalize)
         for i, sigma, sigma_next in run.steps():
             for n in range(self.recurrence):
                 if self.scale != 0:  # forward guidance, eq. 6: x0_hat = D(x) + s sigma^2 grad_x r(D(x))
@@ -83,7 +93,7 @@ class UniversalGuidance(Solver):
                 else:
                     x0_hat = run.denoise(x, sigma)
                 # backward guidance, eqs. 7-8: x0_hat + Delta, and eps_hat re-derived from it in the step
-                x0_hat = run.clip(x0_hat + backward_guidance(reward, x0_hat, self.backward_lr, self.backward_steps))
+                x0_hat = run.clip(x0_hat + backward_guidance(reward, x0_hat, self.backward_lr, self.backward_steps, limit=reward))
                 noise = run.noise_like(x) if self.eta > 0 else None
                 x_next = ddim_step(x, x0_hat, sigma, sigma_next, self.eta, noise)  # z_{t-1} = S(z_t, eps_hat, t)
                 if n < self.recurrence - 1:  # self-recurrence: z_t = sqrt(a_t/a_{t-1}) z_{t-1} + sqrt(1 - a_t/a_{t-1}) eps'

@@ -1,0 +1,60 @@
+"""The guidance objective of a likelihood, normalised so that one step size serves every problem.
+
+A Gaussian likelihood's log-density ``-||y - A(x0)||^2 / (2 sigma_y^2)`` has gradients that grow
+as ``1 / sigma_y^2`` and with the residual, so a step size tuned on one operator and noise level
+diverges on another. DPS (Chung et al., ICLR 2023) normalises by the residual norm: its step
+``zeta' / ||y - A(x0)||`` on the squared residual is a step ``2 zeta'`` along
+``grad ||y - A(x0)||``, whatever ``sigma_y``. That still depends on the image size (a step of
+fixed norm moves each of ``n`` pixels by about ``1 / sqrt(n)``) and on the number of steps ``N``
+(the guidance adds up over the steps). The normalised objective removes both:
+
+    r_norm(x0) = -(sqrt(n) / N) ||y - A(x0)||,
+
+with ``n`` the number of values in one sample. A step size ``zeta`` on it is DPS's
+``zeta' = zeta sqrt(n) / N`` (``DPS(step_size="paper")``). Rewards that are not likelihoods
+are used as they are: their scale is the user's.
+
+A normalised step has a fixed length, so near the end of sampling, where the residual is down
+to the noise, it would overshoot. ``limited_step`` caps it per sample so that the linear
+prediction of the objective's increase, ``step ||grad||^2``, never exceeds the gap between the
+objective and its value at the noise level (``-(sqrt(n) / N) sigma_y sqrt(m)`` for a Gaussian
+likelihood with ``m`` measurements, 0 otherwise): a step never aims past the data.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..rewards.likelihood import GaussianLikelihood, Likelihood
+from ..types import per_sample
+
+
+class NormalisedLikelihood:
+    """``r_norm(x0) = -scale ||y - A(x0)||`` with ``scale = sqrt(n) / N``; ``floor`` is its value
+    at a residual of the noise level."""
+
+    def __init__(self, likelihood: Likelihood, scale: float):
+        self.likelihood, self.scale = likelihood, scale
+        noise = likelihood.sigma_y * math.sqrt(likelihood.y[0].numel()) if isinstance(likelihood, GaussianLikelihood) else 0.0
+        self.floor = -scale * noise
+
+    def __call__(self, x0: torch.Tensor) -> torch.Tensor:
+        return -self.scale * self.likelihood.distance(self.likelihood.operator(x0))
+
+
+def guidance_objective(reward, run, normalize: bool = True):
+    """``r_norm`` above for a ``Likelihood`` when ``normalize``; otherwise ``reward`` itself."""
+    if not normalize or not isinstance(reward, Likelihood):
+        return reward
+    return NormalisedLikelihood(reward, math.sqrt(math.prod(run.denoiser.shape)) / (len(run.sigmas) - 1))
+
+
+def limited_step(step, objective, values: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Per-sample step sizes, shaped to broadcast against ``grad``: ``step``, capped for a
+    ``NormalisedLikelihood`` at ``(floor - values)_+ / ||grad||^2`` (see the module docstring)."""
+    step = torch.as_tensor(step, dtype=grad.dtype, device=grad.device).expand(grad.shape[0])
+    if isinstance(objective, NormalisedLikelihood):
+        gap = (objective.floor - values.detach()).clamp(min=0)
+        step = torch.minimum(step, gap / grad.flatten(1).pow(2).sum(1).clamp(min=torch.finfo(grad.dtype).tiny))
+    return per_sample(step, grad)
