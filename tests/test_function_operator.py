@@ -43,7 +43,7 @@ def test_a_user_forward_model_runs_with_dps(forward_model):
     sigmas = karras_sigmas(60, 1e-3, 40.0).double()
     x = sigmas[0] * torch.randn(16, DIM, generator=g, dtype=torch.float64)
     with counting() as counts:
-        samples = DPS(zeta=0.5)(prior, likelihood, x, sigmas, generator=g)
+        samples = DPS()(prior, likelihood, x, sigmas, generator=g)
     assert counts.operator_evals == 60 * 16 and counts.grad_evals == 60
     observed_error = (samples[:, :OBSERVED].mean(0) - truth[0, :OBSERVED]).abs().max()
     assert observed_error < 0.2 < truth[0, :OBSERVED].abs().max()  # the prior mean, 0, is further off
