@@ -1,4 +1,4 @@
-"""The core protocols every part of diffguide speaks (see DESIGN.md).
+"""The core protocols every part of diffguide speaks (see docs/architecture.md).
 
 A *denoiser* is in VE/EDM form: the noisy state is ``x = x0 + sigma * eps`` and the
 denoiser returns the posterior-mean estimate ``E[x0 | x]``. Operators, rewards and
