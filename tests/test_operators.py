@@ -29,22 +29,22 @@ def quiet(make):
 
 
 def deepinv_blur():
-    return from_deepinv(deepinv.physics.Blur(filter=ASYMMETRIC[None, None], padding="circular"))
+    return from_deepinv(deepinv.physics.Blur(filter=ASYMMETRIC[None, None], padding="circular"), data_range=None)
 
 
 def deepinv_downsampling():
     return from_deepinv(quiet(lambda: deepinv.physics.Downsampling(
-        img_size=(1, 6, 6), filter=ODD_ASYMMETRIC[None, None], factor=2, padding="circular")))
+        img_size=(1, 6, 6), filter=ODD_ASYMMETRIC[None, None], factor=2, padding="circular")), data_range=None)
 
 
 def deepinv_mri():
     mask = (torch.rand(8, 8, generator=seeded(0)) > 0.5).to(F64)
-    return from_deepinv(deepinv.physics.MRI(mask=mask, img_size=(2, 8, 8)).double())
+    return from_deepinv(deepinv.physics.MRI(mask=mask, img_size=(2, 8, 8)).double(), data_range=None)
 
 
 def deepinv_tomography():
     return from_deepinv(quiet(lambda: deepinv.physics.Tomography(
-        angles=6, img_width=8, normalize=False, dtype=F64).double()))
+        angles=6, img_width=8, normalize=False, dtype=F64).double()), data_range=None)
 
 
 # name -> (factory of a float64 linear operator, per-sample input shape)
@@ -350,14 +350,14 @@ def test_downsample_rejects_bad_factor():
 
 def test_from_deepinv_picks_the_class():
     assert type(deepinv_tomography()) is DeepinvLinearPhysics
-    nonlinear = from_deepinv(deepinv.physics.Physics(A=lambda x: x.sin()))
+    nonlinear = from_deepinv(deepinv.physics.Physics(A=lambda x: x.sin()), data_range=None)
     assert type(nonlinear) is DeepinvPhysics and not isinstance(nonlinear, LinearOperator)
     with pytest.raises(TypeError, match="deepinv.physics.Physics"):
-        from_deepinv(Blur(ASYMMETRIC))
+        from_deepinv(Blur(ASYMMETRIC), data_range=None)
 
 
 def test_deepinv_nonlinear_physics():
-    op = from_deepinv(deepinv.physics.Physics(A=lambda x: x.sin() * x))
+    op = from_deepinv(deepinv.physics.Physics(A=lambda x: x.sin() * x), data_range=None)
     x = rand(3, 1, 4, 4)
     torch.testing.assert_close(op(x), x.sin() * x)
     assert op.output_shape((1, 4, 4)) == (1, 4, 4)
@@ -368,7 +368,7 @@ def test_deepinv_nonlinear_physics():
 def test_deepinv_physics_is_noise_free_and_a_submodule():
     physics = deepinv.physics.Blur(filter=ASYMMETRIC[None, None], padding="circular",
                                    noise_model=deepinv.physics.GaussianNoise(sigma=1.0))
-    op = from_deepinv(physics)
+    op = from_deepinv(physics, data_range=None)
     assert op.physics is physics and dict(op.named_modules())["physics"] is physics
     x = rand(2, 1, 8, 8)
     torch.testing.assert_close(op(x), op(x), rtol=0, atol=0)

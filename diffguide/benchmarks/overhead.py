@@ -89,7 +89,8 @@ def counted(denoiser):
 
 def run_both_dps(denoiser, physics, y, sigma_y, steps, batch, shape, seed):
     """diffguide DPS and deepinv DPS on the same problem; returns samples, times and NFE of each."""
-    likelihood = GaussianLikelihood(from_deepinv(physics), 2 * y - 1, 2 * sigma_y)  # [0, 1] -> [-1, 1] units
+    # the wrapper passes images through as they are: y and sigma_y go from [0, 1] to [-1, 1] units here
+    likelihood = GaussianLikelihood(from_deepinv(physics, data_range=None), 2 * y - 1, 2 * sigma_y)
     sigmas = vp_sigmas(steps, t_min=1.0 / steps).to(y.dtype)
     generator = torch.Generator().manual_seed(seed)
     x = sigmas[0] * torch.randn(batch, *shape, generator=generator, dtype=y.dtype)
@@ -145,7 +146,7 @@ def dps_accuracy(steps: int, batch: int) -> dict:
     sigma_y = 0.025  # in [0, 1] units: 0.05 in the prior's [-1, 1]
     truth = prior.sample(1, g)
     y = physics.A((truth + 1) / 2) + sigma_y * torch.randn(1, 1, 8, 8, generator=g, dtype=torch.float64)
-    posterior = prior.posterior(from_deepinv(physics), 2 * y - 1, 2 * sigma_y)
+    posterior = prior.posterior(from_deepinv(physics, data_range=None), 2 * y - 1, 2 * sigma_y)
     scale = float((prior.mean() - posterior.mean()).norm())
     out = {"prior_mean_error": 1.0}
     for name, (samples, seconds, nfe) in run_both_dps(prior, physics, y, sigma_y, steps, batch, (1, 8, 8), 4).items():

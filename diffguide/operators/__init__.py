@@ -3,7 +3,7 @@ from .base import LinearOperator, Operator
 from .black_box import BlackBox
 from .blur import Blur
 from .composition import Composition, LinearComposition, compose
-from .deepinv_physics import DeepinvLinearPhysics, DeepinvPhysics, from_deepinv
+from .deepinv_physics import DeepinvAffinePhysics, DeepinvLinearPhysics, DeepinvPhysics, from_deepinv
 from .deepinv_svd import to_deepinv_decomposable
 from .downsample import Downsample
 from .flow_warp import FlowWarp, warp
@@ -15,5 +15,5 @@ from .navier_stokes import NavierStokesObservation
 
 __all__ = ["Operator", "LinearOperator", "FunctionOperator", "as_operator", "Identity", "Blur", "Inpaint",
            "Downsample", "Matrix", "FlowWarp", "warp", "NavierStokesObservation", "BlackBox", "DeepinvPhysics",
-           "DeepinvLinearPhysics", "from_deepinv", "to_deepinv_decomposable", "compose", "Composition",
-           "LinearComposition"]
+           "DeepinvLinearPhysics", "DeepinvAffinePhysics", "from_deepinv", "to_deepinv_decomposable", "compose",
+           "Composition", "LinearComposition"]
