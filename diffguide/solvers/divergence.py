@@ -8,7 +8,8 @@ suggesting a smaller step size) when, for any sample:
 - the state or the clean estimate holds NaN/Inf;
 - the state's root-mean-square leaves ``STATE_FACTOR * (scale + sigma)``, where ``scale`` is
   the largest magnitude of the prior's ``data_range`` (a VE state is ``x0 + sigma * eps``, so
-  its RMS is at most about ``scale + sigma``); skipped for an unbounded data range. The clean
+  its RMS is at most about ``scale + sigma``); skipped for an unbounded data range and for
+  unguided sampling (no reward: an undertrained network is not a divergence). The clean
   estimate itself is not range-checked: an undertrained network's estimate at high noise can
   be far off without any guidance;
 - at the end, for a likelihood whose operator may be evaluated freely (not a black box), the
@@ -45,7 +46,8 @@ class DivergenceGuard:
 
     def __init__(self, denoiser, reward, solver: str):
         low, high = getattr(denoiser, "data_range", (-math.inf, math.inf))
-        self.scale = max(abs(low), abs(high))
+        # unguided sampling has no step size to blame: only its NaN/Inf are checked
+        self.scale = max(abs(low), abs(high)) if reward is not None else math.inf
         self.solver = solver
         self.likelihood = reward if isinstance(reward, Likelihood) and reward.operator.differentiable else None
         self.first_misfit: torch.Tensor | None = None

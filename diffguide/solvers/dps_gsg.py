@@ -125,8 +125,10 @@ class DPSGSG(Solver):
         """The zeroth-order estimate of ``grad_{x0} f`` (B, ...), with forward evaluations only."""
         central = self.difference == "central"
         if self.step_size == "paper":
-            def h(z):  # ||y - A(z)||^2
-                return reward.distance(reward.operator(z)) ** 2
+            def h(z):  # ||y - A(z)||^2; z holds whole copies of the batch, so a per-sample y is tiled
+                y = reward.y if reward.y.shape[0] == 1 else reward.y.repeat(z.shape[0] // reward.y.shape[0],
+                                                                             *[1] * (reward.y.ndim - 1))
+                return (y - reward.operator(z)).flatten(1).pow(2).sum(1)
         else:
             h = reward
         base = h(x0) if self.step_size == "paper" or not central else None

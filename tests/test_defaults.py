@@ -1,0 +1,76 @@
+"""Every guided solver at its DEFAULT settings on small digits restore problems with each operator:
+no run diverges and the result beats the classical baseline (the measurement itself, bicubic
+upsampling or normalised interpolation); a forced divergence is an error, here and in the CLI.
+The full grid (50 and 100 steps, noise 0.01-0.2) is ``python -m diffguide.benchmarks.defaults``."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffguide.benchmarks.defaults import LIKELIHOOD_SOLVERS, run_default
+from diffguide.benchmarks.tasks.restore import DEGRADATIONS
+from diffguide.cli import main
+from diffguide.counting import counting
+from diffguide.operators.black_box import BlackBox
+from diffguide.operators.identity import Identity
+from diffguide.priors.gaussian import GaussianPrior
+from diffguide.rewards.likelihood import GaussianLikelihood
+from diffguide.schedules import karras_sigmas
+from diffguide.solvers.enkg import EnKG
+from diffguide.solvers.tfg import TFG
+from diffguide.types import BlackBoxFailedError, GuidanceDivergedError
+
+#: solvers whose default run costs many network passes a step (inner ODE solves, latent
+#: optimisation, zeroth-order estimates): every operator in the slow run, blur in the default one
+HEAVY = {"sag", "doodl", "enkg", "scg", "dps-gsg", "best-of-n"}
+
+
+def cases():
+    for name in LIKELIHOOD_SOLVERS:
+        for degradation in DEGRADATIONS:
+            heavy = name in HEAVY and degradation != "blur"
+            yield pytest.param(name, degradation, marks=pytest.mark.slow) if heavy else (name, degradation)
+
+
+@pytest.mark.parametrize("name, degradation", list(cases()))
+def test_default_settings_beat_the_baseline(name, degradation):
+    out = run_default(name, degradation, steps=50, noise=0.05, count=1)
+    assert "diverged" not in out, out.get("diverged")
+    assert out["psnr"] > out["baseline"], f"{name} on {degradation}: {out['psnr']:.2f} dB vs {out['baseline']:.2f} dB"
+
+
+def test_a_huge_step_size_is_reported_as_divergence():
+    prior = GaussianPrior(torch.zeros(4), torch.eye(4))
+    g = torch.Generator().manual_seed(0)
+    likelihood = GaussianLikelihood.simulate(Identity(), prior.sample(1, g), 0.1, g)
+    sigmas = karras_sigmas(20, 1e-3, 40.0)
+    with pytest.raises(GuidanceDivergedError, match="TFG diverged at step .*lower the step size"):
+        TFG(rho=1e6, normalize=False)(prior, likelihood, sigmas[0] * torch.randn(8, 4, generator=g), sigmas, generator=g)
+
+
+def test_cli_exits_nonzero_on_divergence(tmp_path, capsys):
+    Image.fromarray(np.full((16, 16), 128, dtype=np.uint8)).save(tmp_path / "in.png")
+    code = main(["solve", "--prior", "digits", "--operator", "blur:sigma=1", "--input", str(tmp_path / "in.png"),
+                 "--solver", "tfg:rho=1e6,normalize=false", "--steps", "10", "--out", str(tmp_path / "out")])
+    assert code == 1 and not (tmp_path / "out").exists()
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def flaky_simulator(x):
+    """Fails on every call but the first few (a simulator whose licence server went away)."""
+    flaky_simulator.calls += 1
+    if flaky_simulator.calls > 3:
+        raise RuntimeError("licence server unreachable")
+    return x
+
+
+def test_a_mostly_failing_black_box_raises_with_its_reasons():
+    flaky_simulator.calls = 0
+    prior = GaussianPrior(torch.zeros(4), torch.eye(4))
+    g = torch.Generator().manual_seed(0)
+    operator = BlackBox(flaky_simulator, input_shape=(4,), output_shape=(4,))
+    likelihood = GaussianLikelihood(operator, torch.zeros(1, 4), 0.1)
+    sigmas = karras_sigmas(5, 1e-3, 40.0)
+    with counting() as counts, pytest.raises(BlackBoxFailedError, match="licence server unreachable"):
+        EnKG()(prior, likelihood, sigmas[0] * torch.randn(8, 4, generator=g), sigmas, generator=g)
+    assert counts.operator_failures > counts.operator_evals / 2 and counts.failure_reasons
