@@ -37,6 +37,14 @@ from .steps import ddim_step
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ClassifierGuidance(Solver):
+    """Classifier guidance (Dhariwal & Nichol, NeurIPS 2021): the clean estimate shifted by
+    ``scale * sigma^2 * grad_x log p(c | x, sigma)`` of a noise-aware classifier, then a DDIM step.
+
+    Parameters: ``scale`` (default 1.0, the paper's classifier scale ``s``; its units are those of
+    the classifier's log-probability), ``eta`` (1.0: DDPM, as in the paper). Requires a
+    ``NoisyClassifierReward`` (the gradient is taken on the noisy state, not through the denoiser).
+    """
+
     needs = "gradient"
     #: what the reward reads: the noisy state and sigma (``NoisyClassifierReward.log_prob``), not ``x0``.
     reward_input: ClassVar[str] = "noisy"

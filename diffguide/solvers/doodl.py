@@ -114,7 +114,13 @@ class InvertibleEDICT(torch.autograd.Function):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DOODL(EDICT):
-    """EDICT sampling (``mix``, ``leapfrog``) from an initial noise optimised for the reward."""
+    """DOODL (Wallace et al., ICCV 2023): EDICT sampling (``mix``, ``leapfrog``) from an initial noise
+    optimised for the reward of the final sample, through the exactly invertible chain.
+
+    Parameters (the authors' defaults): ``iterations`` (50), ``lr`` (1.0), ``momentum`` (0.9),
+    ``grad_clip`` (1e-3, element-wise; it makes the step nearly independent of the reward's
+    scale), ``perturbation`` (1e-4), ``renormalize`` (True). Requires a differentiable reward.
+    """
 
     needs = "gradient"
 

@@ -50,6 +50,15 @@ from .steps import ddim_step
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ReadoutGuidance(Solver):
+    """Readout guidance (Luo et al., CVPR 2024): Adam steps on the VP latent along the gradient of a
+    reward of a readout head's prediction from the prior's own UNet features.
+
+    Parameters: ``weight`` (default 0.02, the Adam learning rate ``w_rg`` on the VP latent),
+    ``guidance_interval`` ((0.0, 0.5): the guided fraction of the steps), ``recurrent_steps`` (1 Adam
+    step per guided step), ``eta`` (1.0: DDPM). Requires a ``ReadoutReward`` and a prior whose
+    features the head reads (``diffguide.models.readout``).
+    """
+
     needs = "gradient"
     reward_input = "readout"
 

@@ -101,6 +101,15 @@ def adjoint_gradient(denoise: Denoise, x: torch.Tensor, sigmas: torch.Tensor,
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SymplecticAdjointGuidance(Solver):
+    """Symplectic adjoint guidance (Pan et al., 2023): the reward of an ``inner_steps``-step ODE estimate
+    of the clean image, its gradient by the discrete adjoint with memory flat in the inner steps.
+
+    Parameters (defaults): ``inner_steps`` (4), ``rho`` (0.1: the RMS of the step in the VP state for
+    ``step_size="paper"``, scale-free in the reward), ``step_size`` (``"paper"`` or ``"constant"``),
+    ``repeats`` (2, time travel), ``guidance_start``/``guidance_stop`` (0.3/0.7 of the steps),
+    ``eta`` (0: DDIM). Requires a differentiable reward.
+    """
+
     needs = "gradient"
 
     inner_steps: int = 4

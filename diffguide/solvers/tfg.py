@@ -97,6 +97,16 @@ def smoothed(reward, noise: torch.Tensor | None):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TFG(Solver):
+    """Training-free guidance (Ye et al., NeurIPS 2024): variance guidance through the denoiser, mean
+    guidance on the clean estimate, Monte-Carlo smoothing and recurrence (module docstring).
+
+    Parameters (defaults): ``rho`` (6, variance strength), ``mu`` (1, mean strength), ``gamma``
+    (0.01, smoothing scale), ``n_recur`` (1), ``n_iter`` (1), ``mc_samples`` (4), the schedules
+    (``"increase"``, ``"increase"``, ``"decrease"``), ``eta`` (1: DDPM), ``normalize`` (True: a
+    ``Likelihood`` is guided by ``likelihood_objective``, capped at the noise level; strengths for
+    one's own reward are in its units). Requires a differentiable reward.
+    """
+
     needs = "gradient"
 
     #: variance guidance strength (gradient through the denoiser); 0: off.

@@ -34,6 +34,8 @@ def pinned(value):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FreeDoM(TFG):
+    """FreeDoM (Yu et al., ICCV 2023) as TFG with ``mu = gamma = 0``: variance guidance with time travel (``n_recur``)."""
+
     mu: float = pinned(0.0)
     n_iter: int = pinned(0)
     mu_schedule: str = pinned("constant")
@@ -44,6 +46,8 @@ class FreeDoM(TFG):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MPGD(TFG):
+    """MPGD (He et al., ICLR 2024) as TFG with ``rho = gamma = 0``: mean guidance on the clean estimate alone, ``mu = 30``."""
+
     rho: float = pinned(0.0)
     rho_schedule: str = pinned("constant")
     n_recur: int = pinned(1)
@@ -57,6 +61,8 @@ class MPGD(TFG):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LGD(TFG):
+    """LGD-MC (Song et al., ICML 2023) as TFG: variance guidance of the reward smoothed at the diffusion's own scale."""
+
     mu: float = pinned(0.0)
     n_iter: int = pinned(0)
     mu_schedule: str = pinned("constant")
@@ -68,6 +74,8 @@ class LGD(TFG):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class UGD(TFG):
+    """Universal guidance (Bansal et al., ICLR 2024) in TFG's parametrisation: variance and mean guidance, recurrence."""
+
     gamma: float = pinned(0.0)
     mc_samples: int = pinned(1)
     gamma_schedule: str = pinned("constant")

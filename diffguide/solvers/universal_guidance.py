@@ -62,6 +62,15 @@ def backward_guidance(objective: Callable[[torch.Tensor], torch.Tensor], x0: tor
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class UniversalGuidance(Solver):
+    """Universal guidance (Bansal et al., ICLR 2024): forward guidance through the denoiser, optional
+    backward guidance on the clean estimate and self-recurrence, for any differentiable reward.
+
+    Parameters: ``scale`` (default 100 on a likelihood's normalised objective; the paper's ``s = 5``
+    is for classifier-like rewards), ``backward_steps`` (0), ``backward_lr`` (0.01), ``recurrence``
+    (1), ``eta`` (0: DDIM), ``normalize`` (True: a ``Likelihood`` is guided by
+    ``likelihood_objective``). Requires a differentiable reward.
+    """
+
     needs = "gradient"
 
     #: ``s`` in ``s(t) = s sqrt(1 - abar_t)``, forward guidance; 0 turns it off (no denoiser backprop).
