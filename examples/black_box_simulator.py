@@ -7,7 +7,7 @@ simulator runs alone, over a Gaussian prior of smooth profiles. Prints the relat
 ensemble mean against the truth next to the prior mean's; writes ``profiles.npz``.
 
     python examples/black_box_simulator.py --out out/examples/black_box_simulator
-    python examples/black_box_simulator.py --quick     # 16 particles, 20 steps (seconds)
+    python examples/black_box_simulator.py --quick     # 16 particles, 10 steps (seconds)
 """
 import argparse
 from pathlib import Path
@@ -35,13 +35,13 @@ def simulate(u0: np.ndarray) -> np.ndarray:
 
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--particles", type=int, default=128, help="ensemble size (default 128)")
-parser.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
+parser.add_argument("--particles", type=int, default=64, help="ensemble size (default 64)")
+parser.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
 parser.add_argument("--out", type=Path, default=Path("out/examples/black_box_simulator"))
-parser.add_argument("--quick", action="store_true", help="16 particles, 20 steps: runs in seconds on a CPU")
+parser.add_argument("--quick", action="store_true", help="16 particles, 10 steps: runs in seconds on a CPU")
 args = parser.parse_args()
 if args.quick:
-    args.particles, args.steps = 16, 20
+    args.particles, args.steps = 16, 10
 
 grid = torch.arange(POINTS, dtype=torch.float64)
 distance = (grid[:, None] - grid[None, :]).abs()

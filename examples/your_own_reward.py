@@ -7,7 +7,7 @@ step) follows its gradient through the ``digits`` prior; ``FewPixels`` is a NumP
 steps) may use it. Prints each reward on unguided and on guided samples; writes sample grids.
 
     python examples/your_own_reward.py --out out/examples/your_own_reward
-    python examples/your_own_reward.py --quick     # 8 samples, 10 steps (seconds)
+    python examples/your_own_reward.py --quick     # 4 samples, 8 steps (seconds)
 """
 import argparse
 from pathlib import Path
@@ -42,10 +42,10 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--samples", type=int, default=32, help="samples per run (default 32)")
 parser.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
 parser.add_argument("--out", type=Path, default=Path("out/examples/your_own_reward"))
-parser.add_argument("--quick", action="store_true", help="8 samples, 10 steps: runs in seconds on a CPU")
+parser.add_argument("--quick", action="store_true", help="4 samples, 8 steps: runs in seconds on a CPU")
 args = parser.parse_args()
 if args.quick:
-    args.samples, args.steps = 8, 10
+    args.samples, args.steps = 4, 8
 
 prior = load("digits")  # no class label: the unconditional model
 sigmas = prior_sigmas(prior, args.steps)
