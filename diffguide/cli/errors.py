@@ -2,4 +2,4 @@
 
 
 class UsageError(ValueError):
-    pass
+    """Bad input to a command: reported as one line on stderr with exit code 2, before any work."""

@@ -24,6 +24,11 @@ from .run import Run
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Solver(abc.ABC):
+    """Base of every sampler: a frozen dataclass of hyper-parameters; ``solver(denoiser, reward, x,
+    sigmas, *, generator, callback, **cond)`` checks the inputs, runs ``sample`` under no_grad with
+    counting and the divergence checks, and returns the final samples. Subclasses set ``needs``,
+    ``reward_input`` and ``batch_is_ensemble`` and implement ``sample``."""
+
     #: what the solver needs from the reward: "none" (unguided), "any", or "gradient".
     needs: ClassVar[str] = "none"
     #: what the reward reads: "x0" (a clean estimate: every ``Reward``), "noisy" (the noisy state and
