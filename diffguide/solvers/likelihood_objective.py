@@ -43,11 +43,16 @@ class NormalisedLikelihood:
         return -self.scale * self.likelihood.distance(self.likelihood.operator(x0))
 
 
-def guidance_objective(reward, run, normalize: bool = True):
-    """``r_norm`` above for a ``Likelihood`` when ``normalize``; otherwise ``reward`` itself."""
+def guidance_objective(reward, run, normalize: bool = True, per_step: bool = True):
+    """``r_norm`` above for a ``Likelihood`` when ``normalize``; otherwise ``reward`` itself.
+
+    ``per_step=False`` leaves out the ``1 / N``: for guidance that shifts the clean estimate a
+    DDIM step moves towards (universal guidance's forward guidance), whose total effect does not
+    add up over the steps."""
     if not normalize or not isinstance(reward, Likelihood):
         return reward
-    return NormalisedLikelihood(reward, math.sqrt(math.prod(run.denoiser.shape)) / (len(run.sigmas) - 1))
+    steps = len(run.sigmas) - 1 if per_step else 1
+    return NormalisedLikelihood(reward, math.sqrt(math.prod(run.denoiser.shape)) / steps)
 
 
 def limited_step(step, objective, values: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

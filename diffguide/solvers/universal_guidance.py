@@ -22,7 +22,8 @@ estimate. The paper's Algorithm 1 in VP variables ``z``, rewritten here for the 
 
 Defaults are those of the authors' code, ``m = 0`` (backward guidance is opt-in), step size ``0.01``
 (``--optim_lr``), ``k = 1`` (``--optim_num_steps``), except ``s``: a ``Likelihood`` is guided by its
-normalised objective (``likelihood_objective``, ``normalize=True``), on which ``s = 100`` works across
+normalised objective (``likelihood_objective``, ``normalize=True``, without the ``1 / N``: the shifted
+clean estimate is approached by the DDIM steps rather than added up over them), on which ``s = 20`` works across
 operators and noise levels (``python -m diffguide.benchmarks.defaults``); the authors' ``s = 5``
 (``--optim_forward_guidance_wt``) is for rewards such as a classifier's log-probability.
 The authors' code runs the ``m`` backward steps with Adam and a per-sample loss cut-off; this
@@ -65,7 +66,7 @@ class UniversalGuidance(Solver):
     """Universal guidance (Bansal et al., ICLR 2024): forward guidance through the denoiser, optional
     backward guidance on the clean estimate and self-recurrence, for any differentiable reward.
 
-    Parameters: ``scale`` (default 100 on a likelihood's normalised objective; the paper's ``s = 5``
+    Parameters: ``scale`` (default 20 on a likelihood's normalised objective; the paper's ``s = 5``
     is for classifier-like rewards), ``backward_steps`` (0), ``backward_lr`` (0.01), ``recurrence``
     (1), ``eta`` (0: DDIM), ``normalize`` (True: a ``Likelihood`` is guided by
     ``likelihood_objective``). Requires a differentiable reward.
@@ -74,7 +75,7 @@ class UniversalGuidance(Solver):
     needs = "gradient"
 
     #: ``s`` in ``s(t) = s sqrt(1 - abar_t)``, forward guidance; 0 turns it off (no denoiser backprop).
-    scale: float = 100.0
+    scale: float = 20.0
     #: ``m``, gradient steps of backward guidance per pass (0: off).
     backward_steps: int = 0
     #: step size of backward guidance.
@@ -93,7 +94,7 @@ class UniversalGuidance(Solver):
                              f"{self.backward_steps}")
 
     def sample(self, run, reward, x):
-        reward = guidance_objective(reward, run, self.normalize)
+        reward = guidance_objective(reward, run, self.normalize, per_step=False)
         for i, sigma, sigma_next in run.steps():
             for n in range(self.recurrence):
                 if self.scale != 0:  # forward guidance, eq. 6: x0_hat = D(x) + s sigma^2 grad_x r(D(x))
