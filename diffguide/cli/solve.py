@@ -85,10 +85,10 @@ def run(args) -> None:
     with torch.no_grad():
         consistency = likelihood.distance(operator(result)) / likelihood.y.flatten(1).norm(dim=1)
     report = {"data_consistency": float(consistency)}
-    baseline = measurement_baseline(operator, likelihood.y, tuple(prior.shape))
     if truth is not None:
         report.update(psnr=float(psnr(result, truth, width)), ssim=float(ssim(result, truth, width)),
                       relative_l2=float(relative_l2(result, truth)))
+        baseline = measurement_baseline(operator, likelihood.y, tuple(prior.shape))
         if baseline is not None:
             estimate = baseline[1].clamp(*prior.data_range)
             report["baseline"] = {"method": baseline[0], "psnr": float(psnr(estimate, truth, width)),

@@ -33,7 +33,7 @@ from ..rewards.likelihood import GaussianLikelihood, Likelihood
 from ..types import BlackBoxFailedError, GuidanceDivergedError
 
 STATE_FACTOR = 4.0
-MISFIT_FACTOR = 5.0
+MISFIT_FACTOR = 50.0
 MAX_FAILED_FRACTION = 0.5
 
 

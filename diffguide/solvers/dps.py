@@ -33,7 +33,7 @@ import torch
 
 from ..rewards.likelihood import Likelihood
 from .base import Solver
-from .likelihood_objective import guidance_objective, limited_step
+from .likelihood_objective import guidance_objective, limited_step, noise_level_value
 from .steps import ddim_step
 
 DEFAULT_ZETA = {"scaled": 6.0, "paper": 1.0, "constant": 1.0}
@@ -80,7 +80,7 @@ class DPS(Solver):
             x0, values, grad = run.denoise_with_grad(x, sigma, objective)
             noise = run.noise_like(x) if self.eta > 0 else None
             vp_scale = torch.sqrt((1 + sigma**2) * (1 + sigma_next**2))  # VP step -> VE step
-            step = limited_step(self.zeta * vp_scale, objective, values, grad)  # never past the noise level
+            step = limited_step(self.zeta * vp_scale, noise_level_value(objective), values, grad)
             x = ddim_step(x, run.clip(x0), sigma, sigma_next, self.eta, noise) + step * grad
             run.record(i, sigma_next, x, x0)
         return x

@@ -18,7 +18,8 @@ A normalised step has a fixed length, so near the end of sampling, where the res
 to the noise, it would overshoot. ``limited_step`` caps it per sample so that the linear
 prediction of the objective's increase, ``step ||grad||^2``, never exceeds the gap between the
 objective and its value at the noise level (``-(sqrt(n) / N) sigma_y sqrt(m)`` for a Gaussian
-likelihood with ``m`` measurements, 0 otherwise): a step never aims past the data.
+likelihood with ``m`` measurements, 0 otherwise): a step never aims past the data. TDS caps its
+proposal the same way on the raw log-density (``log_density_noise_level``).
 """
 from __future__ import annotations
 
@@ -55,11 +56,25 @@ def guidance_objective(reward, run, normalize: bool = True, per_step: bool = Tru
     return NormalisedLikelihood(reward, math.sqrt(math.prod(run.denoiser.shape)) / steps)
 
 
-def limited_step(step, objective, values: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """Per-sample step sizes, shaped to broadcast against ``grad``: ``step``, capped for a
-    ``NormalisedLikelihood`` at ``(floor - values)_+ / ||grad||^2`` (see the module docstring)."""
+def noise_level_value(objective) -> float | None:
+    """The value a guidance objective takes at a residual of the noise level: ``floor`` of a
+    ``NormalisedLikelihood``; ``None`` for anything else (the raw rewards of the papers' step
+    rules, which are not capped)."""
+    return objective.floor if isinstance(objective, NormalisedLikelihood) else None
+
+
+def log_density_noise_level(likelihood) -> float | None:
+    """``-m / 2``, a Gaussian likelihood's log-density at a residual of the noise level (``m``
+    measurements); ``None`` for other rewards."""
+    return -0.5 * likelihood.y[0].numel() if isinstance(likelihood, GaussianLikelihood) else None
+
+
+def limited_step(step, floor: float | None, values: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Per-sample step sizes, shaped to broadcast against ``grad``: ``step``, capped at
+    ``(floor - values)_+ / ||grad||^2`` when a ``floor`` (the objective's value at the noise level)
+    is given, so that the linear prediction of the objective's increase stops at the noise level."""
     step = torch.as_tensor(step, dtype=grad.dtype, device=grad.device).expand(grad.shape[0])
-    if isinstance(objective, NormalisedLikelihood):
-        gap = (objective.floor - values.detach()).clamp(min=0)
+    if floor is not None:
+        gap = (floor - values.detach().to(grad.dtype)).clamp(min=0)
         step = torch.minimum(step, gap / grad.flatten(1).pow(2).sum(1).clamp(min=torch.finfo(grad.dtype).tiny))
     return per_sample(step, grad)

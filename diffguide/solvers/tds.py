@@ -19,7 +19,9 @@ weighted samples.
 Twists (``twist``):
 
 - ``"tweedie"``, the paper's: ``log p~_i = twist_scale * r(D(x_i, sigma_i))`` for any differentiable
-  reward. One backward pass a step, as DPS.
+  reward. One backward pass a step, as DPS. For a Gaussian likelihood the proposal's shift
+  ``sigma_i^2 grad log p~_i`` is capped so that it never aims past the noise level
+  (``likelihood_objective.limited_step``); the weights use the capped proposal, so the target is unchanged.
 - ``"covariance"``: for a ``GaussianLikelihood`` with a linear operator,
   ``p~_i = N(y; A x0, sigma_y^2 I + A C_i A^T)`` with ``C_i = sigma_i^2 dD/dx_i``, Tweedie's covariance
   of ``x0`` given ``x_i`` (the moment projection of TMPD, Boys et al. 2023; ``C_i`` enters ``A C_i A^T``
@@ -45,6 +47,7 @@ from ..counting import count
 from ..operators.base import LinearOperator
 from ..rewards.likelihood import GaussianLikelihood, Likelihood
 from .base import Solver
+from .likelihood_objective import limited_step, log_density_noise_level
 from .steps import ancestral_sigmas, ddim_step
 
 
@@ -98,9 +101,14 @@ class TDS(Solver):
     def sample(self, run, reward, x):
         twist = self._covariance_twist(reward, x) if self.twist == "covariance" else self._tweedie_twist(reward)
         x0, log_twist, grad = twist(run, x, run.sigmas[0])
+        floor = log_density_noise_level(reward)
+        floor = None if floor is None else self.twist_scale * floor
         log_weights = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
         for i, sigma, sigma_next in run.steps():
-            guided = run.clip(x0 + sigma**2 * grad)
+            if self.twist == "tweedie":  # a proposal that never aims past the noise level; the weights correct for it
+                guided = run.clip(x0 + limited_step(sigma**2, floor, log_twist, grad) * grad)
+            else:
+                guided = run.clip(x0 + sigma**2 * grad)
             noise = run.noise_like(x)
             x_next = ddim_step(x, guided, sigma, sigma_next, 1.0, noise)
             if float(sigma_next) == 0:

@@ -49,7 +49,7 @@ import math
 import torch
 
 from .base import Solver
-from .likelihood_objective import guidance_objective, limited_step
+from .likelihood_objective import guidance_objective, limited_step, noise_level_value
 from .steps import ddim_step, renoise
 from .universal_guidance import backward_guidance
 
@@ -155,11 +155,12 @@ class TFG(Solver):
                 objective = smoothed(reward, noise)
                 if self.rho != 0:  # 2-3. variance guidance: rho_t (1 + sigma^2) grad_x log f~(clip(D(x)))
                     x0, values, grad = run.denoise_with_grad(x, sigma, lambda x0: objective(run.clip(x0)))
-                    variance = limited_step(rho[i] * (1 + sigma**2), reward, values, grad) * grad
+                    variance = limited_step(rho[i] * (1 + sigma**2), noise_level_value(reward), values, grad) * grad
                 else:
                     x0, variance = run.denoise(x, sigma), 0.0
                 x0 = run.clip(x0)
-                mean = backward_guidance(objective, x0, mu[i], mean_steps, limit=reward)  # 4. mean guidance Delta_0
+                # 4. mean guidance Delta_0
+                mean = backward_guidance(objective, x0, mu[i], mean_steps, floor=noise_level_value(reward))
                 step_noise = run.noise_like(x) if self.eta > 0 else None
                 x_next = ddim_step(x, x0, sigma, sigma_next, self.eta, step_noise) + variance + mean  # 5.
                 if n < self.n_recur - 1:  # 6. recurrence: back to sigma with fresh noise

@@ -41,15 +41,15 @@ import torch
 
 from ..counting import count
 from .base import Solver
-from .likelihood_objective import guidance_objective, limited_step
+from .likelihood_objective import guidance_objective, limited_step, noise_level_value
 from .steps import ddim_step, renoise
 
 
 def backward_guidance(objective: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, step_size,
-                      steps: int, limit=None) -> torch.Tensor:
+                      steps: int, floor: float | None = None) -> torch.Tensor:
     """``Delta`` after ``steps`` gradient-ascent steps on ``objective(x0 + Delta)`` from ``Delta = 0``
     (Universal Guidance eq. 7; TFG's mean guidance). One counted backward per step, none through the denoiser.
-    ``limit``: the normalised likelihood whose noise level caps each step (``likelihood_objective.limited_step``)."""
+    ``floor``: the objective's value at the noise level, which caps each step (``likelihood_objective.limited_step``)."""
     delta = torch.zeros_like(x0)
     for _ in range(steps):
         with torch.enable_grad():
@@ -57,7 +57,7 @@ def backward_guidance(objective: Callable[[torch.Tensor], torch.Tensor], x0: tor
             count("grad_evals")
             values = objective(point)
             (grad,) = torch.autograd.grad(values.sum(), point)
-        delta = delta + limited_step(step_size, limit, values, grad) * grad
+        delta = delta + limited_step(step_size, floor, values, grad) * grad
     return delta
 
 
@@ -103,7 +103,8 @@ class UniversalGuidance(Solver):
                 else:
                     x0_hat = run.denoise(x, sigma)
                 # backward guidance, eqs. 7-8: x0_hat + Delta, and eps_hat re-derived from it in the step
-                x0_hat = run.clip(x0_hat + backward_guidance(reward, x0_hat, self.backward_lr, self.backward_steps, limit=reward))
+                x0_hat = run.clip(x0_hat + backward_guidance(reward, x0_hat, self.backward_lr, self.backward_steps,
+                                                            floor=noise_level_value(reward)))
                 noise = run.noise_like(x) if self.eta > 0 else None
                 x_next = ddim_step(x, x0_hat, sigma, sigma_next, self.eta, noise)  # z_{t-1} = S(z_t, eps_hat, t)
                 if n < self.recurrence - 1:  # self-recurrence: z_t = sqrt(a_t/a_{t-1}) z_{t-1} + sqrt(1 - a_t/a_{t-1}) eps'
