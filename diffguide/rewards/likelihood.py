@@ -6,6 +6,7 @@ the operator is a black box, which is all a derivative-free method needs.
 from __future__ import annotations
 
 import abc
+import math
 import warnings
 from typing import Callable
 
@@ -77,6 +78,12 @@ class GaussianLikelihood(Likelihood):
         if not sigma_y > 0:
             raise ValueError(f"sigma_y must be positive, got {sigma_y}")
         self.sigma_y = float(sigma_y)
+
+    @property
+    def noise_norm(self) -> float:
+        """``sigma_y sqrt(m)``, the typical norm of the noise on ``m`` measurements: the residual
+        ``||y - A(x0)||`` of a good fit."""
+        return self.sigma_y * math.sqrt(self.y[0].numel())
 
     def log_prob(self, y_pred: torch.Tensor) -> torch.Tensor:
         return -0.5 * (self.y - y_pred).flatten(1).pow(2).sum(dim=1) / self.sigma_y**2

@@ -82,8 +82,7 @@ class DivergenceGuard:
         misfit = self._misfit(x)
         reference = self.first_misfit
         if isinstance(self.likelihood, GaussianLikelihood):
-            noise = self.likelihood.sigma_y * math.sqrt(self.likelihood.y[0].numel())
-            reference = reference.clamp(min=noise)
+            reference = reference.clamp(min=self.likelihood.noise_norm)
         ratio = float((misfit / reference).max())
         if not ratio <= MISFIT_FACTOR:
             raise self._diverged(steps - 1, f"the final data misfit is {ratio:.3g} times that of the first clean "

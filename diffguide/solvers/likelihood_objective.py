@@ -37,8 +37,7 @@ class NormalisedLikelihood:
 
     def __init__(self, likelihood: Likelihood, scale: float):
         self.likelihood, self.scale = likelihood, scale
-        noise = likelihood.sigma_y * math.sqrt(likelihood.y[0].numel()) if isinstance(likelihood, GaussianLikelihood) else 0.0
-        self.floor = -scale * noise
+        self.floor = -scale * likelihood.noise_norm if isinstance(likelihood, GaussianLikelihood) else 0.0
 
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
         return -self.scale * self.likelihood.distance(self.likelihood.operator(x0))
