@@ -1,6 +1,7 @@
 """``diffguide train``: train a diffusion prior on a built-in dataset; rerunning with the same --out resumes."""
 from __future__ import annotations
 
+from .errors import UsageError
 from .lazy import resolve
 
 #: training images, network config and batch augmentation (or None) of each shipped prior, as ``"module:name"``
@@ -35,7 +36,9 @@ def run(args) -> None:
 
     from ..training.train import train
 
-    if args.threads:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     data, config, augment = map(resolve, DATA[args.data])
     final = train(data, args.steps, args.out, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,

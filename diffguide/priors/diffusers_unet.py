@@ -27,6 +27,7 @@ import diffusers
 import torch
 from diffusers import DDPMScheduler, SchedulerMixin, UNet2DModel
 
+from ..checked_weights import CARD, read_card, verify_files
 from ..schedules import sigmas_from_alphas_cumprod, timestep_of_sigma
 from ..types import per_sample, sigma_batch
 from .pad_to_multiple import call_padded
@@ -38,6 +39,8 @@ BETA_FIELDS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule",
                "rescale_betas_zero_snr")
 #: ``owner/name``: what a Hugging Face Hub id looks like.
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+#: how the UNet's weights files are named (one file, a .bin, shards and their index): all checked against a card
+WEIGHTS_PREFIX = "diffusion_pytorch_model"
 NOT_PIXEL_SPACE = ("only pixel-space UNet2DModel models (e.g. a DDPMPipeline) are supported; "
                    "latent/text pipelines are not supported yet")
 
@@ -68,6 +71,7 @@ class DiffusersDenoiser(torch.nn.Module):
         self.register_buffer("sigma_table", table)
         self.prediction_type = prediction_type
         self.null_label = null_label  # the class-conditional UNet's "no label" class, used when none is given
+        self.source: dict = {}  # where the model came from (folder, scheduler, card), set by from_pretrained
         self.data_range = (float(data_range[0]), float(data_range[1]))
         self.sigma_min, self.sigma_max = float(table[0]), float(table[-1])
         if shape is None:
@@ -99,8 +103,20 @@ class DiffusersDenoiser(torch.nn.Module):
 
     def with_shape(self, shape: tuple[int, int, int]) -> "DiffusersDenoiser":
         """The same (shared) UNet and schedule for images of another (any) size, used fully convolutionally."""
-        return type(self)(self.unet, self.alphas_cumprod, self.prediction_type, self.data_range, shape,
-                          self.null_label)
+        resized = type(self)(self.unet, self.alphas_cumprod, self.prediction_type, self.data_range, shape,
+                             self.null_label)
+        resized.source = dict(self.source)
+        return resized
+
+    @property
+    def model_config(self) -> dict:
+        """What shapes this model, JSON-able for a run's record: the scheduler's and UNet's settings
+        that decide what ``D`` computes, the null label, shape, data range and where it came from."""
+        unet = self.unet.config
+        return dict(self.source, prediction_type=self.prediction_type, num_train_timesteps=len(self.alphas_cumprod),
+                    sample_size=unet.sample_size, in_channels=unet.in_channels,
+                    num_class_embeds=unet.num_class_embeds, class_embed_type=unet.class_embed_type,
+                    null_label=self.null_label, shape=list(self.shape), data_range=list(self.data_range))
 
     def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
         """Continuous training timestep of each ``sigma`` (float64).
@@ -115,8 +131,8 @@ class DiffusersDenoiser(torch.nn.Module):
         sqrt_abar = torch.rsqrt(1 + s**2)
         x_vp = x * sqrt_abar
         t = self.timestep(sigma).to(torch.float32)
-        if self.null_label is not None and cond.get("class_labels") is None:
-            cond["class_labels"] = torch.full((x.shape[0],), self.null_label, dtype=torch.long, device=x.device)
+        if self.unet.class_embedding is not None and cond.get("class_labels") is None:
+            cond["class_labels"] = self._null_labels(x)
         out = call_padded(lambda z: self.unet(z, t, **cond).sample, x_vp.to(self.unet.dtype), self.size_multiple)
         out = out.to(x.dtype)
         if self.prediction_type == "epsilon":
@@ -125,8 +141,16 @@ class DiffusersDenoiser(torch.nn.Module):
             return sqrt_abar * (x_vp - s * out)
         return out
 
+    def _null_labels(self, x: torch.Tensor) -> torch.Tensor:
+        """The null label for each sample of ``x``: how a class-conditional UNet runs unconditionally."""
+        if self.null_label is None:
+            raise ValueError("this UNet is class-conditional and its null label (the class meaning no label) is "
+                             "unknown: pass class_labels (sample: --class-label), or load a folder whose card.json "
+                             "names it as null_label (diffguide train writes one)")
+        return torch.full((x.shape[0],), self.null_label, dtype=torch.long, device=x.device)
+
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, data_range: tuple[float, float] = (-1.0, 1.0),
+    def from_pretrained(cls, path: str | Path, *, data_range: tuple[float, float] | None = None,
                         shape: tuple[int, int, int] | None = None, null_label: int | None = None) -> "DiffusersDenoiser":
         """Load from a local folder, never the network (a Hub id is a ``ValueError``: download it first).
 
@@ -135,7 +159,11 @@ class DiffusersDenoiser(torch.nn.Module):
         beside ``scheduler_config.json`` in ``path``). Weights: ``.safetensors``, else ``.bin``
         (diffusers reads it with ``torch.load(weights_only=True)``). Any diffusers scheduler with a
         DDPM-type noise schedule (DDPM, DDIM, DPMSolverMultistep, Euler, PNDM, Heun, ...) gives
-        ``alphas_cumprod`` and ``prediction_type``; ``shape`` is needed when the UNet has no ``sample_size``."""
+        ``alphas_cumprod`` and ``prediction_type``; ``shape`` is needed when the UNet has no ``sample_size``.
+
+        An optional ``path/card.json`` (``diffguide train`` writes one) is checked first: every
+        config and weights file must match its ``files_sha256``. It may name ``data_range`` and
+        ``null_label``, used unless given here; without a card they are (-1, 1) and None."""
         path = Path(path)
         if not path.is_dir():
             raise ValueError(_missing_folder_message(str(path)))
@@ -145,9 +173,39 @@ class DiffusersDenoiser(torch.nn.Module):
             unet_dir, scheduler_file = path / "unet", path / "scheduler" / "scheduler_config.json"
         else:
             unet_dir, scheduler_file = path, path / "scheduler_config.json"
-        alphas_cumprod, prediction_type = _load_scheduler(scheduler_file)
+        card = read_card(path / CARD) if (path / CARD).is_file() else None
+        if card is not None:
+            verify_files(path, card, _model_files(unet_dir, scheduler_file))
+        alphas_cumprod, scheduler = _load_scheduler(scheduler_file)
         unet = _load_unet(unet_dir)
-        return cls(unet, alphas_cumprod, prediction_type, data_range, shape, null_label)
+        card_range, card_null_label = _card_settings(path / CARD, card or {}, unet)
+        denoiser = cls(unet, alphas_cumprod, scheduler.get("prediction_type", "epsilon"),
+                       card_range if data_range is None else data_range, shape,
+                       card_null_label if null_label is None else null_label)
+        denoiser.source = dict(folder=str(path), card=str(path / CARD) if card is not None else None,
+                               scheduler=scheduler.get("_class_name"), beta_schedule=scheduler.get("beta_schedule"))
+        return denoiser
+
+
+def _model_files(unet_dir: Path, scheduler_file: Path) -> list[Path]:
+    """The files the loader reads that shape the model: the UNet's config and weights, the scheduler's config."""
+    files = [unet_dir / "config.json", scheduler_file, *sorted(unet_dir.glob(f"{WEIGHTS_PREFIX}*"))]
+    return [file for file in files if file.is_file()]
+
+
+def _card_settings(file: Path, card: dict, unet: UNet2DModel) -> tuple[tuple[float, float], int | None]:
+    """``(data_range, null_label)`` as a folder's card names them; (-1, 1) and None when it does not."""
+    data_range = card.get("data_range", (-1.0, 1.0))
+    if not (isinstance(data_range, (list, tuple)) and len(data_range) == 2
+            and all(isinstance(v, (int, float)) for v in data_range) and data_range[0] < data_range[1]):
+        raise ValueError(f"{file}: data_range must be [low, high] with low < high, got {data_range!r}")
+    null_label, classes = card.get("null_label"), unet.config.num_class_embeds
+    fits = (isinstance(null_label, int) and not isinstance(null_label, bool) and unet.class_embedding is not None
+            and (classes is None or 0 <= null_label < classes))
+    if null_label is not None and not fits:
+        kind = f"labels 0..{classes - 1}" if classes else "class-conditional" if unet.class_embedding else "unconditional"
+        raise ValueError(f"{file}: null_label {null_label!r} does not fit the UNet ({kind})")
+    return (float(data_range[0]), float(data_range[1])), null_label
 
 
 def _missing_folder_message(path: str) -> str:
@@ -175,8 +233,8 @@ def _check_pixel_space_pipeline(index_file: Path) -> None:
         raise ValueError(f"{index_file}: a {index.get('_class_name', 'pipeline')} ({found}); {NOT_PIXEL_SPACE}")
 
 
-def _load_scheduler(file: Path) -> tuple[torch.Tensor, str]:
-    """``(alphas_cumprod, prediction_type)`` from a diffusers ``scheduler_config.json``.
+def _load_scheduler(file: Path) -> tuple[torch.Tensor, dict]:
+    """``(alphas_cumprod, config)`` from a diffusers ``scheduler_config.json``.
 
     The scheduler is built with ``from_config`` and its ``alphas_cumprod`` read; for a class
     that keeps none, the betas come from the config's DDPM-type fields as diffusers computes them."""
@@ -198,7 +256,7 @@ def _load_scheduler(file: Path) -> tuple[torch.Tensor, str]:
         raise ValueError(f"{file}: could not build a {name} from it ({type(error).__name__}: {error})") from error
     if alphas_cumprod is None:
         alphas_cumprod = _alphas_cumprod_from_betas(file, scheduler_class, config)
-    return torch.as_tensor(alphas_cumprod), config.get("prediction_type", "epsilon")
+    return torch.as_tensor(alphas_cumprod), config
 
 
 def _alphas_cumprod_from_betas(file: Path, scheduler_class: type, config: dict) -> torch.Tensor:

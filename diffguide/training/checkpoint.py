@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -73,8 +74,12 @@ def load_checkpoint(out: Path) -> TrainState | None:
         folder = out / f"{CHECKPOINT}.old"
     if not (folder / "state.json").exists():
         return None
-    tensors = load_file(folder / "state.safetensors")
-    scalars = json.loads((folder / "state.json").read_text())
+    try:
+        tensors = load_file(folder / "state.safetensors")
+        scalars = json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # truncated or damaged files
+        raise ValueError(f"the checkpoint in {folder} is damaged ({type(error).__name__}: {error}); "
+                         "move it away to start over") from None
     opt_state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optimizer."):

@@ -43,5 +43,8 @@ def export_final(
         torch=torch.__version__,
         diffusers=diffusers.__version__,
     )
-    write_card(final, weights, full_card)
+    if config["unet"].get("num_class_embeds"):
+        full_card["null_label"] = NULL_LABEL
+    files = [final / "unet" / "config.json", final / "scheduler" / "scheduler_config.json"]
+    write_card(final, weights, full_card, files)
     return final

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,10 +67,19 @@ def train(
     ignores the labels. A source that takes an argument is given ``out``, the run
     folder. ``augment(x0, generator)``, if given, maps every batch before it is noised.
     ``bf16`` runs the network under CPU bfloat16 autocast (the loss and the weights
-    stay float32). Returns the exported ``out/final``.
+    stay float32). Returns the exported ``out/final``. Settings out of range are a ``ValueError``
+    before anything is written; a run whose loss is not finite is not exported.
     """
+    check_settings(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
+                   grad_clip=grad_clip, ema_decay=ema_decay, label_dropout=label_dropout,
+                   checkpoint_every_seconds=checkpoint_every_seconds, log_every=log_every)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is an existing file, not a run folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot create the run folder {out}: {error.strerror}") from None
     images, labels = data(out) if inspect.signature(data).parameters else data()
     config = _jsonable(
         dict(
@@ -177,7 +187,26 @@ def train(
         final_loss_ema=_smoothed(losses),
         training_seconds=round(elapsed, 1),
     )
+    if not math.isfinite(card["final_loss_ema"]):
+        raise ValueError(f"training diverged (final loss {card['final_loss_ema']}); nothing exported, the checkpoint "
+                         f"in {out} is kept: lower --lr and rerun")
     return export_final(out, ema, config, card)
+
+
+def check_settings(*, steps, batch_size, lr, warmup_steps, weight_decay, grad_clip, ema_decay, label_dropout,
+                   checkpoint_every_seconds, log_every) -> None:
+    """``ValueError`` naming the first training setting out of its range."""
+    rules = [("steps", steps, steps >= 1, "an integer >= 1"), ("batch_size", batch_size, batch_size >= 1, "an integer >= 1"),
+             ("lr", lr, 0 < lr < math.inf, "in (0, inf)"), ("warmup_steps", warmup_steps, warmup_steps >= 0, ">= 0"),
+             ("weight_decay", weight_decay, 0 <= weight_decay < math.inf, ">= 0"),
+             ("grad_clip", grad_clip, 0 < grad_clip < math.inf, "in (0, inf)"),
+             ("ema_decay", ema_decay, 0 <= ema_decay < 1, "in [0, 1)"),
+             ("label_dropout", label_dropout, 0 <= label_dropout <= 1, "in [0, 1]"),
+             ("checkpoint_every_seconds", checkpoint_every_seconds, checkpoint_every_seconds > 0, "> 0"),
+             ("log_every", log_every, log_every >= 1, "an integer >= 1")]
+    for name, value, ok, accepted in rules:
+        if not ok:
+            raise ValueError(f"{name} must be {accepted}, got {value!r}")
 
 
 def _loss(
