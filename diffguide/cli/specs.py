@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from ..validation import Number
 from .errors import UsageError
 from .lazy import resolve
 
@@ -23,6 +24,8 @@ SOLVERS = {name: f"diffguide.solvers.{target}" for name, target in {
     "classifier-guidance": "classifier_guidance:ClassifierGuidance",
     "readout-guidance": "readout_guidance:ReadoutGuidance", "enkg": "enkg:EnKG", "scg": "scg:SCG",
     "dps-gsg": "dps_gsg:DPSGSG", "best-of-n": "best_of_n:BestOfN", "tds": "tds:TDS"}.items()}
+#: ``inpaint:mask=box,size=S``: the missing box's side as a fraction of the image's
+BOX_SIZE = Number(0.0, 1.0, low_open=True).about("the box's side as a fraction of the image's")
 #: the solvers whose ``needs`` is ``"none"`` (checked against the classes by tests/test_cli_startup.py)
 UNGUIDED = ("ddim", "ddpm", "euler", "heun", "edict")
 
@@ -49,13 +52,18 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     return name.lower(), params
 
 
+def _kind_name(kind: type) -> str:
+    """What a spec value of ``kind`` must look like, for messages."""
+    return {float: "a number", int: "an integer", boolean: "true or false"}.get(kind, f"a {kind.__name__}")
+
+
 def _number(params: dict, key: str, default, kind=float, spec: str = ""):
     if key not in params:
         return default
     try:
         return kind(params.pop(key))
     except ValueError:
-        raise UsageError(f"{key} in {spec!r} must be a {kind.__name__}") from None
+        raise UsageError(f"{key} in {spec!r} must be {_kind_name(kind)}") from None
 
 
 def _simple_value(text: str):
@@ -122,14 +130,19 @@ def _operator(spec: str, shape: tuple[int, int, int], generator: torch.Generator
     if name == "identity":
         op = Identity()
     elif name == "blur":
-        op = Blur.gaussian(_number(params, "sigma", 1.0, spec=spec), size=_number(params, "size", None, int, spec))
+        sigma, size = _number(params, "sigma", 1.0, spec=spec), _number(params, "size", None, int, spec)
+        kernel = Blur.gaussian_size(sigma) if size is None else size
+        if kernel > min(shape[1:]):  # before building it: a huge sigma's default kernel would not fit in memory
+            raise UsageError(f"operator {spec!r}: a blur kernel of size {kernel} does not fit images of "
+                             f"{shape[1]} x {shape[2]}; give a smaller sigma or size")
+        op = Blur.gaussian(sigma, size=size)
     elif name == "downsample":
         op = Downsample(_number(params, "factor", 2, int, spec))
     elif name == "inpaint":
         mask = params.pop("mask", "box")
         _, h, w = shape
         if mask == "box":
-            size = _number(params, "size", 0.5, spec=spec)
+            size = BOX_SIZE("size", _number(params, "size", 0.5, spec=spec))
             bh, bw = round(h * size), round(w * size)
             op = Inpaint.box(shape, (h - bh) // 2, (w - bw) // 2, bh, bw)
         elif mask == "random":
@@ -146,6 +159,16 @@ def _operator(spec: str, shape: tuple[int, int, int], generator: torch.Generator
     return op
 
 
+def _checked_operator(spec: str, shape: tuple[int, int, int], generator: torch.Generator):
+    """``_operator``, with the operators' own parameter checks reported as one line about ``spec``."""
+    try:
+        return _operator(spec, shape, generator)
+    except UsageError:
+        raise
+    except ValueError as err:
+        raise UsageError(f"operator {spec.strip()!r}: {err}") from None
+
+
 def parse_operator(spec: str, shape: tuple[int, int, int], generator: torch.Generator):
     """Build an operator for images of ``shape`` from a spec; ``@`` composes right to left."""
     parts = [part for part in spec.split("@")]
@@ -156,7 +179,7 @@ def parse_operator(spec: str, shape: tuple[int, int, int], generator: torch.Gene
         inner_shape = shape if op is None else op.output_shape(shape)
         if len(inner_shape) != 3:
             raise UsageError(f"operator {part.strip()!r} needs image-shaped input")
-        nxt = _operator(part, inner_shape, generator)
+        nxt = _checked_operator(part, inner_shape, generator)
         op = nxt if op is None else nxt @ op
     try:
         op.output_shape(shape)
@@ -199,7 +222,7 @@ def parse_solver(spec: str):
         try:
             kwargs[key] = kind(value)
         except ValueError:
-            raise UsageError(f"{key}={value!r} for solver {name!r}: expected a {kind.__name__}") from None
+            raise UsageError(f"{key}={value!r} for solver {name!r}: expected {_kind_name(kind)}") from None
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:

@@ -28,6 +28,7 @@ import torch
 
 from ..counting import count, note_failures
 from ..executors import Executor, InProcess
+from ..validation import flag, integer, positive
 from .base import Operator
 
 
@@ -63,10 +64,15 @@ class BlackBox(Operator):
                  input_shape: Sequence[int] | None = None, output_shape: Sequence[int] | None = None,
                  retries: int = 0, timeout: float | None = None):
         super().__init__()
-        if retries < 0:
-            raise ValueError(f"retries must be at least 0, got {retries}")
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be positive seconds or None, got {timeout}")
+        if not callable(fn):
+            raise ValueError(f"BlackBox needs a callable fn on NumPy arrays, got {type(fn).__name__}")
+        flag("BlackBox batched", batched)
+        integer(0)("BlackBox retries", retries)
+        if timeout is not None:
+            positive("BlackBox timeout (seconds, or None for no limit)", timeout)
+        for name, shape in (("input_shape", input_shape), ("output_shape", output_shape)):
+            for size in shape or ():
+                integer(1)(f"BlackBox {name} entries", size)
         self.fn, self.batched, self.retries, self.timeout = fn, batched, retries, timeout
         self.executor = executor if executor is not None else InProcess()
         self.in_shape = None if input_shape is None else tuple(input_shape)

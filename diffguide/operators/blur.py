@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from kornia.filters import filter2d
 
+from ..validation import finite_tensor, integer, one_of, positive
 from .base import LinearOperator
 
 PADDINGS = ("circular", "reflect", "replicate", "constant")
@@ -32,25 +33,30 @@ class Blur(LinearOperator):
 
     def __init__(self, kernel: torch.Tensor, padding: str = "circular"):
         super().__init__()
-        if kernel.ndim != 2:
-            raise ValueError(f"Blur kernel must be 2-D (kH, kW), got shape {tuple(kernel.shape)}")
-        if padding not in PADDINGS:
-            raise ValueError(f"Blur padding must be one of {PADDINGS}, got {padding!r}")
-        self.padding = padding
+        kernel = finite_tensor("Blur kernel", kernel)
+        if kernel.ndim != 2 or kernel.numel() == 0:
+            raise ValueError(f"Blur kernel must be 2-D (kH, kW) with kH, kW >= 1, got shape {tuple(kernel.shape)}")
+        self.padding = one_of(*PADDINGS)("Blur padding", padding)
         self.register_buffer("kernel", kernel)
 
     @classmethod
     def gaussian(cls, sigma: float, size: int | None = None, padding: str = "circular",
                  dtype: torch.dtype = torch.float32) -> "Blur":
         """Isotropic Gaussian of standard deviation ``sigma`` pixels, normalised to sum 1,
-        on an odd ``size`` x ``size`` grid (default ``2 * ceil(3 sigma) + 1``)."""
-        if sigma <= 0:
-            raise ValueError(f"Gaussian blur sigma must be positive, got {sigma}")
-        size = 2 * math.ceil(3 * sigma) + 1 if size is None else size
+        on an odd ``size`` x ``size`` grid (default ``gaussian_size(sigma)``)."""
+        positive("Gaussian blur sigma", sigma)
+        size = cls.gaussian_size(sigma) if size is None else integer(1)("Gaussian blur size", size)
+        if size % 2 == 0:
+            raise ValueError(f"Gaussian blur size must be odd (the kernel is centred on a pixel), got {size}")
         t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-        g = torch.exp(-t**2 / (2 * sigma**2))
+        g = torch.exp(-0.5 * (t / sigma) ** 2)
         kernel = torch.outer(g, g)
         return cls((kernel / kernel.sum()).to(dtype), padding=padding)
+
+    @staticmethod
+    def gaussian_size(sigma: float) -> int:
+        """The default kernel size of ``gaussian(sigma)``: ``2 ceil(3 sigma) + 1``, three standard deviations each side."""
+        return 2 * math.ceil(3 * positive("Gaussian blur sigma", sigma)) + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return filter2d(x, self.kernel[None], border_type=self.padding, behaviour="conv")
@@ -65,4 +71,8 @@ class Blur(LinearOperator):
         return filter2d(y, kernel[None], border_type="circular", behaviour="corr")
 
     def output_shape(self, input_shape):
+        kh, kw = self.kernel.shape
+        if len(input_shape) != 3 or kh > input_shape[1] or kw > input_shape[2]:
+            raise ValueError(f"a Blur kernel of size {kh} x {kw} needs images (C, H, W) at least that large, "
+                             f"got {tuple(input_shape)}")
         return tuple(input_shape)

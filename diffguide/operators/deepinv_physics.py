@@ -20,6 +20,7 @@ import warnings
 
 import torch
 
+from ..validation import finite
 from .base import LinearOperator, Operator, _uncounted
 
 NOISE_SIGMAS_OF_SLACK = 4  # how far past the reachable range a noisy measurement may lie
@@ -29,6 +30,8 @@ def range_map(data_range: tuple[float, float] | None, prior_range: tuple[float, 
     """``(scale, offset)`` of the affine map from ``prior_range`` onto ``data_range`` (None: the identity)."""
     low, high = prior_range if data_range is None else data_range
     prior_low, prior_high = prior_range
+    for value in (low, high, prior_low, prior_high):
+        finite("data_range and prior_range entries", value)
     if not (high > low and prior_high > prior_low):
         raise ValueError(f"data_range {data_range} and prior_range {prior_range} must each be (low, high), low < high")
     scale = (high - low) / (prior_high - prior_low)

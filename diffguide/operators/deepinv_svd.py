@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from ..validation import non_negative
 from .blur import Blur
 from .downsample import Downsample
 from .inpaint import Inpaint
@@ -58,7 +59,7 @@ def to_deepinv_decomposable(operator, shape: tuple[int, ...], noise_sigma: float
     """``operator`` (for inputs of per-sample ``shape``) as a ``deepinv.physics.DecomposablePhysics``."""
     import deepinv
 
-    noise = deepinv.physics.GaussianNoise(sigma=noise_sigma)
+    noise = deepinv.physics.GaussianNoise(sigma=non_negative("noise_sigma", noise_sigma))
     if isinstance(operator, Matrix):
         a = operator.a
         m, d = a.shape

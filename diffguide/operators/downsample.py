@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..validation import integer
 from .base import LinearOperator
 
 
@@ -20,9 +21,7 @@ class Downsample(LinearOperator):
 
     def __init__(self, factor: int):
         super().__init__()
-        if int(factor) != factor or factor < 1:
-            raise ValueError(f"Downsample factor must be a positive integer, got {factor}")
-        self.factor = int(factor)
+        self.factor = int(integer(1)("Downsample factor", factor))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.output_shape(tuple(x.shape[1:]))
@@ -33,6 +32,8 @@ class Downsample(LinearOperator):
         return y.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1) / f**2
 
     def output_shape(self, input_shape):
+        if len(input_shape) < 2:
+            raise ValueError(f"Downsample needs images (..., H, W), got samples of shape {tuple(input_shape)}")
         *rest, h, w = input_shape
         if h % self.factor or w % self.factor:
             raise ValueError(f"Downsample by factor {self.factor} needs an image size divisible by it, "

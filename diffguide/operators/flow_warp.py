@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from ..validation import finite_tensor, one_of
 from .base import LinearOperator
 
 PADDINGS = ("zeros", "border")
@@ -82,11 +83,10 @@ class FlowWarp(LinearOperator):
 
     def __init__(self, flow: torch.Tensor, padding: str = "zeros"):
         super().__init__()
+        flow = finite_tensor("FlowWarp flow", flow)
         if flow.ndim != 4 or flow.shape[1] != 2:
             raise ValueError(f"FlowWarp needs a flow field of shape (1 or B, 2, H, W), got {tuple(flow.shape)}")
-        if padding not in PADDINGS:
-            raise ValueError(f"FlowWarp padding must be one of {PADDINGS}, got {padding!r}")
-        self.padding = padding
+        self.padding = one_of(*PADDINGS)("FlowWarp padding", padding)
         self.register_buffer("flow", flow)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from ..validation import flag
 from .base import Operator
 
 
@@ -34,7 +35,7 @@ class FunctionOperator(Operator):
         if not callable(f):
             raise TypeError(f"FunctionOperator needs a callable f(x) -> y, got {type(f).__name__}")
         self.f = f
-        self.differentiable = bool(differentiable)
+        self.differentiable = flag("FunctionOperator differentiable", differentiable)
 
     @property
     def name(self) -> str:

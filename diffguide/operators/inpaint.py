@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from ..validation import finite_tensor, fraction, integer, positive
 from .base import LinearOperator
 
 
@@ -32,7 +33,8 @@ class Inpaint(LinearOperator):
 
     def __init__(self, mask: torch.Tensor):
         super().__init__()
-        if mask.ndim != 3:
+        mask = finite_tensor("Inpaint mask", mask)
+        if mask.ndim != 3 or mask.numel() == 0:
             raise ValueError(f"Inpaint mask must have shape (1 or C, H, W), got {tuple(mask.shape)}")
         if not ((mask == 0) | (mask == 1)).all():
             raise ValueError("Inpaint mask values must be 0 (missing) or 1 (observed)")
@@ -42,7 +44,9 @@ class Inpaint(LinearOperator):
     def box(cls, shape: tuple[int, int, int], top: int, left: int, height: int, width: int) -> "Inpaint":
         """The ``height`` x ``width`` rectangle at (``top``, ``left``) of a (C, H, W) image is missing."""
         _, h, w = shape
-        if height <= 0 or width <= 0 or top < 0 or left < 0 or top + height > h or left + width > w:
+        for name, value, low in (("top", top, 0), ("left", left, 0), ("height", height, 1), ("width", width, 1)):
+            integer(low)(f"Inpaint box {name}", value)
+        if top + height > h or left + width > w:
             raise ValueError(f"Inpaint box (top={top}, left={left}, height={height}, width={width}) "
                              f"does not lie inside the image of size {h} x {w}")
         mask = torch.ones(1, h, w)
@@ -53,8 +57,7 @@ class Inpaint(LinearOperator):
     def random_pixels(cls, shape: tuple[int, int, int], fraction_missing: float,
                       generator: torch.Generator | None = None) -> "Inpaint":
         """``round(fraction_missing * H * W)`` pixels, drawn without replacement, are missing in all channels."""
-        if not 0 <= fraction_missing <= 1:
-            raise ValueError(f"fraction_missing must lie in [0, 1], got {fraction_missing}")
+        fraction("Inpaint fraction_missing", fraction_missing)
         _, h, w = shape
         missing = torch.randperm(h * w, generator=_generator(generator))[:round(fraction_missing * h * w)]
         mask = torch.ones(h * w)
@@ -67,10 +70,12 @@ class Inpaint(LinearOperator):
         """``n_strokes`` brush strokes are missing: each a polyline of ``n_vertices`` points, a
         random walk from a uniform start with uniform directions and steps of 1/10 to 1/4 of
         the image side, drawn ``width`` pixels thick (default: 1/10 of the side, at least 2)."""
+        integer(0)("Inpaint n_strokes", n_strokes)
+        integer(2)("Inpaint n_vertices", n_vertices)
         _, h, w = shape
         generator = _generator(generator)
         side = min(h, w)
-        width = max(2.0, side / 10) if width is None else width
+        width = max(2.0, side / 10) if width is None else positive("Inpaint stroke width", width)
         rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
                                     indexing="ij")
         pixels = torch.stack([rows, cols], -1)

@@ -8,6 +8,7 @@ import math
 
 import torch
 
+from ..validation import finite_tensor
 from .base import LinearOperator
 
 
@@ -20,9 +21,9 @@ class Matrix(LinearOperator):
 
     def __init__(self, a: torch.Tensor, input_shape: tuple[int, ...] | None = None):
         super().__init__()
-        a = torch.as_tensor(a)
-        if a.ndim != 2:
-            raise ValueError(f"Matrix needs a 2-D (m, n) matrix, got shape {tuple(a.shape)}")
+        a = finite_tensor("Matrix a", a)
+        if a.ndim != 2 or a.numel() == 0:
+            raise ValueError(f"Matrix needs a 2-D (m, n) matrix with m, n >= 1, got shape {tuple(a.shape)}")
         self.register_buffer("a", a)
         self.in_shape = tuple(input_shape) if input_shape is not None else (a.shape[1],)
         if math.prod(self.in_shape) != a.shape[1]:

@@ -29,6 +29,7 @@ import torch
 
 from ..executors import Executor
 from ..physics.navier_stokes import NavierStokes2D
+from ..validation import integer, non_negative, positive
 from .base import Operator
 from .black_box import BlackBox
 
@@ -48,8 +49,8 @@ class NavierStokesObservation(Operator):
     def __init__(self, solver: NavierStokes2D, *, T: float, rows: torch.Tensor, cols: torch.Tensor,
                  sensor_shape: tuple[int, ...], scale: float = 1.0):
         super().__init__()
-        if not T >= 0:
-            raise ValueError(f"T must be non-negative, got {T}")
+        non_negative("NavierStokesObservation T (the observation time)", T)
+        positive("NavierStokesObservation scale", scale)
         if rows.shape != cols.shape or rows.ndim != 1 or int(torch.tensor(sensor_shape).prod()) != rows.numel():
             raise ValueError(f"sensor rows {tuple(rows.shape)} and columns {tuple(cols.shape)} must be 1-D of equal "
                              f"length, the size of sensor_shape {tuple(sensor_shape)}")
@@ -65,7 +66,8 @@ class NavierStokesObservation(Operator):
     def subgrid(cls, solver: NavierStokes2D, *, T: float = 1.0, stride: int = 2, scale: float = 1.0):
         """Sensors at every ``stride``-th point, ``(i, j)`` with ``i, j`` multiples of ``stride``."""
         n = solver.resolution
-        if int(stride) != stride or stride < 1 or n % stride:
+        integer(1)("stride", stride)
+        if n % stride:
             raise ValueError(f"stride must be a positive integer dividing the resolution {n}, got {stride}")
         index = torch.arange(0, n, int(stride))
         rows, cols = torch.meshgrid(index, index, indexing="ij")
@@ -77,8 +79,7 @@ class NavierStokesObservation(Operator):
                        scale: float = 1.0):
         """``n_sensors`` distinct grid points drawn uniformly from ``generator``, in row-major order."""
         n = solver.resolution
-        if int(n_sensors) != n_sensors or not 1 <= n_sensors <= n * n:
-            raise ValueError(f"n_sensors must be an integer in [1, {n * n}], got {n_sensors}")
+        integer(1, n * n)("n_sensors", n_sensors)
         flat = torch.randperm(n * n, generator=generator)[:int(n_sensors)].sort().values
         return cls(solver, T=T, rows=flat // n, cols=flat % n, sensor_shape=(1, int(n_sensors)), scale=scale)
 

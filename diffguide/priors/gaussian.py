@@ -5,23 +5,28 @@ from __future__ import annotations
 
 import torch
 
+from ..validation import finite_tensor
 from .gaussian_mixture import GaussianMixturePrior
 
 
 class GaussianPrior(GaussianMixturePrior):
     """The Gaussian prior ``N(mean, cov)``, a one-component ``GaussianMixturePrior``.
 
-    ``mean`` has the per-sample shape (or pass ``shape``), ``cov`` is (d, d); ``sigma_min`` and
-    ``sigma_max`` (keywords, defaults 1e-3 and 80) are the noise range it reports. Exact denoiser,
+    ``mean`` has the per-sample shape (or pass ``shape``), ``cov`` is (d, d), symmetric positive
+    semi-definite; ``sigma_min`` and ``sigma_max`` (keywords, defaults 1e-3 and inf: exact at every
+    noise level) are the noise range it reports. Exact denoiser,
     exact samples, and ``posterior(operator, y, sigma_y)``, again a ``GaussianPrior``, for a linear
     operator.
     """
 
     def __init__(self, mean, cov, **kwargs):
-        mean = torch.as_tensor(mean, dtype=torch.float64)
+        mean = finite_tensor("mean", mean, torch.float64)
+        cov = finite_tensor("cov", cov, torch.float64)
+        d = mean.numel()
+        if tuple(cov.shape) != (d, d):
+            raise ValueError(f"cov must be ({d}, {d}) for a mean of {d} values, got shape {tuple(cov.shape)}")
         shape = kwargs.pop("shape", tuple(mean.shape))
-        super().__init__(torch.ones(1), mean.reshape(1, -1), torch.as_tensor(cov, dtype=torch.float64)[None],
-                         shape=shape, **kwargs)
+        super().__init__(torch.ones(1), mean.reshape(1, -1), cov[None], shape=shape, **kwargs)
 
     def posterior(self, operator, y, sigma_y) -> "GaussianPrior":
         post = super().posterior(operator, y, sigma_y)

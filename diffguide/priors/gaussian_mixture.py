@@ -12,6 +12,11 @@ Prior ``p(x0) = sum_k w_k N(x0; mu_k, C_k)``. With ``C_k = U_k diag(l_k) U_k^T``
 
 This is the exact answer that solvers are tested and benchmarked against.
 Computation is in float64; results come back in the input's dtype.
+
+The constructor refuses what is not a mixture of Gaussians: weights that are negative or do not
+sum to 1 (zero weights are kept: a posterior's can underflow), NaN/Inf anywhere, covariances that
+are not symmetric or not positive semi-definite (beyond rounding, ``COV_TOLERANCE`` relative to
+the largest eigenvalue), shapes that do not agree.
 """
 from __future__ import annotations
 
@@ -20,36 +25,46 @@ import math
 import torch
 
 from ..types import sigma_batch
+from ..validation import Number, finite_tensor, integer, non_negative
+
+#: relative asymmetry and negative eigenvalues (of the largest eigenvalue) a covariance may have from rounding
+COV_TOLERANCE = 1e-5
 
 
 class GaussianMixturePrior:
     """A Gaussian mixture ``sum_k w_k N(mu_k, C_k)`` as a denoiser with a closed form (module docstring).
 
-    ``weights`` (K,), ``means`` (K, d), ``covs`` (K, d, d); ``shape`` is the per-sample shape
-    (default ``(d,)``), ``sigma_min`` / ``sigma_max`` the reported noise range (1e-3, 80).
+    ``weights`` (K,), non-negative and summing to 1, ``means`` (K, d), ``covs`` (K, d, d), symmetric
+    positive semi-definite; ``shape`` is the per-sample shape (default ``(d,)``), ``sigma_min`` /
+    ``sigma_max`` the reported noise range (default 1e-3 and inf: the closed form is exact at every
+    noise level, so a solver refuses no schedule for starting too high).
     ``data_range`` is unbounded (assign a box to clip). ``sample(n)`` draws exactly;
     ``posterior(operator, y, sigma_y)`` is the exact posterior for a linear operator (it uses
     ``operator.matrix``) and Gaussian noise. Computes in float64, returns the input's dtype.
     """
 
     def __init__(self, weights, means, covs, *, shape: tuple[int, ...] | None = None,
-                 sigma_min: float = 1e-3, sigma_max: float = 80.0):
-        self.weights = torch.as_tensor(weights, dtype=torch.float64)
-        self.means = torch.as_tensor(means, dtype=torch.float64)
-        self.covs = torch.as_tensor(covs, dtype=torch.float64)
+                 sigma_min: float = 1e-3, sigma_max: float = math.inf):
+        self.weights = finite_tensor("mixture weights", weights, torch.float64)
+        self.means = finite_tensor("mixture means", means, torch.float64)
+        self.covs = finite_tensor("mixture covariances", covs, torch.float64)
+        if self.means.ndim != 2 or 0 in self.means.shape:
+            raise ValueError(f"mixture means must be (K, d) with K, d >= 1, got shape {tuple(self.means.shape)}")
         k, d = self.means.shape
         if self.weights.shape != (k,) or self.covs.shape != (k, d, d):
             raise ValueError(f"expected weights ({k},) and covs ({k}, {d}, {d}) for means ({k}, {d}), "
                              f"got {tuple(self.weights.shape)} and {tuple(self.covs.shape)}")
         if (self.weights < 0).any() or not math.isclose(float(self.weights.sum()), 1.0, rel_tol=1e-6):
-            raise ValueError("mixture weights must be non-negative and sum to 1")
+            raise ValueError(f"mixture weights must be non-negative and sum to 1, got {self.weights.tolist()} "
+                             f"(sum {float(self.weights.sum()):.6g})")
+        self.eigvals, self.eigvecs = _psd_eigen(self.covs)
         self.covs = 0.5 * (self.covs + self.covs.transpose(1, 2))
-        eigvals, self.eigvecs = torch.linalg.eigh(self.covs)
-        self.eigvals = eigvals.clamp(min=0)
-        self.shape = tuple(shape) if shape is not None else (d,)
+        self.shape = tuple(integer(1)("shape entries", size) for size in shape) if shape is not None else (d,)
         if math.prod(self.shape) != d:
             raise ValueError(f"shape {self.shape} does not hold {d} dimensions")
-        self.sigma_min, self.sigma_max = sigma_min, sigma_max
+        non_negative("sigma_min", sigma_min)
+        Number(sigma_min, low_open=True, allow_inf=True)("sigma_max (above sigma_min)", sigma_max)
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
         self.data_range = (-math.inf, math.inf)
 
     @property
@@ -102,3 +117,21 @@ class GaussianMixturePrior:
         weights = torch.softmax(self.weights.log() + log_n, dim=0)
         return GaussianMixturePrior(weights, means, covs, shape=self.shape,
                                     sigma_min=self.sigma_min, sigma_max=self.sigma_max)
+
+
+def _psd_eigen(covs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (clamped at 0) and eigenvectors of symmetric positive semi-definite (K, d, d)
+    covariances; ``ValueError`` for one that is not, beyond ``COV_TOLERANCE``."""
+    scale = covs.abs().amax(dim=(1, 2)).clamp(min=torch.finfo(covs.dtype).tiny)
+    asymmetry = (covs - covs.transpose(1, 2)).abs().amax(dim=(1, 2)) / scale
+    if bool((asymmetry > COV_TOLERANCE).any()):
+        k = int(asymmetry.argmax())
+        raise ValueError(f"covariance {k} is not symmetric (largest |C - C^T| is {float(asymmetry[k]):.3g} of its "
+                         "largest entry); expected a symmetric positive semi-definite matrix")
+    eigvals, eigvecs = torch.linalg.eigh(0.5 * (covs + covs.transpose(1, 2)))
+    lowest = eigvals[:, 0] / eigvals.abs().amax(dim=1).clamp(min=torch.finfo(covs.dtype).tiny)
+    if bool((lowest < -COV_TOLERANCE).any()):
+        k = int(lowest.argmin())
+        raise ValueError(f"covariance {k} is not positive semi-definite (smallest eigenvalue "
+                         f"{float(eigvals[k, 0]):.3g}); expected a symmetric positive semi-definite matrix")
+    return eigvals.clamp(min=0), eigvecs

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..validation import finite, fraction, integer
 from .base import Reward
 
 
@@ -44,11 +45,11 @@ class ComponentCountReward(Reward):
 
     def __init__(self, target: int, *, threshold: float = 0.0, connectivity: int = 8):
         super().__init__()
-        if not (isinstance(target, int) and target >= 0):
-            raise ValueError(f"target must be a count >= 0, got {target!r}")
+        integer(0)("target (a number of components)", target)
+        finite("threshold", threshold)
         if connectivity not in (4, 8):
             raise ValueError(f"connectivity must be 4 or 8 (neighbouring pixels), got {connectivity!r}")
-        self.target, self.threshold, self.connectivity = target, float(threshold), connectivity
+        self.target, self.threshold, self.connectivity = int(target), float(threshold), int(connectivity)
 
     def counts(self, x0: torch.Tensor) -> torch.Tensor:
         """The number of connected ink components of each sample, (B,) int64."""
@@ -75,8 +76,10 @@ class InkFractionReward(Reward):
 
     def __init__(self, target: float, region: tuple[int, int, int, int] | None = None, *, threshold: float = 0.0):
         super().__init__()
-        if not 0.0 <= target <= 1.0:
-            raise ValueError(f"target must be a fraction in [0, 1], got {target}")
+        fraction("target (an ink fraction)", target)
+        finite("threshold", threshold)
+        for bound in region or ():
+            integer(0)("region bounds", bound)
         if region is not None and (len(region) != 4 or region[0] >= region[1] or region[2] >= region[3]):
             raise ValueError(f"region must be (row_start, row_stop, col_start, col_stop) with start < stop, got {region}")
         self.target, self.threshold = float(target), float(threshold)

@@ -14,6 +14,7 @@ import torch
 
 from ..operators.base import Operator
 from ..operators.function import as_operator
+from ..validation import positive
 from .base import Reward
 
 
@@ -75,9 +76,7 @@ class GaussianLikelihood(Likelihood):
             sigma_y = noise_sigma
         elif noise_sigma is not None and abs(sigma_y - noise_sigma) > 0.01 * noise_sigma:
             warnings.warn(f"sigma_y={sigma_y:g} differs from the operator's noise_sigma={noise_sigma:g}; using sigma_y")
-        if not sigma_y > 0:
-            raise ValueError(f"sigma_y must be positive, got {sigma_y}")
-        self.sigma_y = float(sigma_y)
+        self.sigma_y = float(positive("sigma_y (the noise level)", sigma_y))
 
     @property
     def noise_norm(self) -> float:

@@ -42,6 +42,7 @@ import torch
 
 from ..models.optical_flow import estimate_flow
 from ..operators.flow_warp import FlowWarp, warp
+from ..validation import finite_tensor, non_negative, one_of
 from .base import Reward
 
 
@@ -56,6 +57,8 @@ class MotionReward(Reward):
                  warp_by: Literal["estimated", "target"] = "target",
                  flow_estimator: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = estimate_flow):
         super().__init__()
+        finite_tensor("source", source)
+        finite_tensor("target_flow", target_flow)
         if source.ndim != 4:
             raise ValueError(f"source must be images of shape (S, C, H, W), got {tuple(source.shape)}")
         n, size = source.shape[0], tuple(source.shape[2:])
@@ -64,8 +67,9 @@ class MotionReward(Reward):
                              f"{tuple(source.shape)}, got {tuple(target_flow.shape)}")
         if edit_mask is not None and tuple(edit_mask.shape) != (n, 1, *size):
             raise ValueError(f"edit_mask must have shape (S, 1, H, W) = {(n, 1, *size)}, got {tuple(edit_mask.shape)}")
-        if warp_by not in ("estimated", "target"):
-            raise ValueError(f"warp_by must be 'estimated' or 'target', got {warp_by!r}")
+        one_of("estimated", "target")("warp_by", warp_by)
+        non_negative("flow_weight", flow_weight)
+        non_negative("color_weight", color_weight)
         self.flow_weight, self.color_weight, self.warp_by = float(flow_weight), float(color_weight), warp_by
         self.flow_estimator = flow_estimator
         self.register_buffer("source", source)

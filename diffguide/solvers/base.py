@@ -6,20 +6,31 @@ update rule. ``__call__`` checks the inputs, opens the counting context, and run
 ``sample`` under ``torch.no_grad()``; gradients are enabled only inside
 ``Run.denoise_with_grad``. Every step and the result pass the divergence checks of
 ``divergence.DivergenceGuard``: a diverged run raises, it never returns.
+
+Hyper-parameters are checked at construction: each subclass lists a rule
+(``diffguide.validation``) per field in ``limits`` (merged along the class hierarchy); a field
+with no rule is checked against the type of its default (a finite number, an integer, a bool).
+The reward's outputs are checked on their first evaluation (``reward_output``).
 """
 from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Callable, ClassVar
+import math
+from typing import Callable, ClassVar, Mapping
 
 import torch
 
+from .. import validation
 from ..counting import counting
 from ..rewards.base import Reward
 from .divergence import DivergenceGuard
 from .record import StepRecord
+from .reward_output import checked_outputs
 from .run import Run
+
+#: a schedule may start this much (relatively) above the prior's ``sigma_max``: rounding, not a mistake
+SIGMA_MAX_TOLERANCE = 1e-3
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -37,6 +48,22 @@ class Solver(abc.ABC):
     #: True when the batch is one interacting ensemble for one measurement (EnKG, TDS), so its size is a
     #: parameter of the method; False when the samples are drawn independently.
     batch_is_ensemble: ClassVar[bool] = False
+    #: a rule (``diffguide.validation``) per hyper-parameter, checked at construction; merged with the base classes'.
+    limits: ClassVar[Mapping[str, validation.Rule]] = {}
+
+    @classmethod
+    def parameter_rules(cls) -> dict[str, validation.Rule]:
+        """The rule of each field: its ``limits`` entry here or in a base class, else by its default's type."""
+        declared = {}
+        for klass in reversed(cls.__mro__):
+            declared.update(vars(klass).get("limits", {}))
+        rules = {field.name: declared.get(field.name) or _rule_of_default(field.default)
+                 for field in dataclasses.fields(cls)}
+        return {name: rule for name, rule in rules.items() if rule is not None}
+
+    def __post_init__(self):
+        for name, rule in self.parameter_rules().items():
+            rule(f"{type(self).__name__} {name}", getattr(self, name))
 
     def __call__(self, denoiser, reward: Reward | None, x: torch.Tensor, sigmas: torch.Tensor, /, *,
                  generator: torch.Generator | None = None, callback: Callable[[StepRecord], None] | None = None,
@@ -46,7 +73,8 @@ class Solver(abc.ABC):
         with torch.no_grad(), counting() as counts:
             run = Run(denoiser, sigmas.to(device=x.device, dtype=x.dtype), counts, generator=generator,
                       callback=callback, cond=cond, desc=name, guard=DivergenceGuard(denoiser, reward, name))
-            result = self.sample(run, reward, x)
+            with checked_outputs(reward, name):
+                result = self.sample(run, reward, x)
             run.guard.check_result(result, counts, len(sigmas) - 1)
         return result
 
@@ -59,8 +87,16 @@ class Solver(abc.ABC):
         shape = tuple(denoiser.shape)
         if tuple(x.shape[1:]) != shape:
             raise ValueError(f"the initial state has per-sample shape {tuple(x.shape[1:])}, but the prior expects {shape}")
-        if sigmas.ndim != 1 or len(sigmas) < 2 or float(sigmas[-1]) != 0.0 or not bool((sigmas[:-1] > sigmas[1:]).all()):
-            raise ValueError("sigmas must be a 1-D, strictly decreasing schedule ending in 0")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("the initial state x contains NaN or Inf; expected finite values (usually sigmas[0] * noise)")
+        if sigmas.ndim != 1 or len(sigmas) < 2 or float(sigmas[-1]) != 0.0 or not bool((sigmas[:-1] > sigmas[1:]).all()) \
+                or not bool(torch.isfinite(sigmas).all()):
+            raise ValueError("sigmas must be a 1-D, finite, strictly decreasing schedule ending in 0")
+        sigma_max = getattr(denoiser, "sigma_max", math.inf)
+        if float(sigmas[0]) > sigma_max * (1 + SIGMA_MAX_TOLERANCE):
+            raise ValueError(f"the schedule starts at sigma {float(sigmas[0]):.6g}, above the prior's sigma_max "
+                             f"{sigma_max:.6g} (the noise range it was trained on); start at or below it, e.g. "
+                             "diffguide.schedules.prior_sigmas(prior, steps)")
         if self.needs == "none":
             return
         if reward is None:
@@ -69,3 +105,14 @@ class Solver(abc.ABC):
             raise ValueError(f"{type(self).__name__} backpropagates through the reward, but {type(reward).__name__} "
                              "is not differentiable (a black box); use a derivative-free solver")
         reward.check(shape, x.dtype)
+
+
+def _rule_of_default(default) -> validation.Rule | None:
+    """The check of a field without a rule in ``limits``: by the type of its default."""
+    if isinstance(default, bool):
+        return validation.flag
+    if isinstance(default, int):
+        return validation.Number(integer=True)
+    if isinstance(default, float):
+        return validation.finite
+    return None

@@ -26,6 +26,7 @@ import dataclasses
 import torch
 
 from ..types import per_sample
+from ..validation import fraction, integer
 from .base import Solver
 from .ddim import DDIM
 
@@ -52,15 +53,10 @@ class BestOfN(Solver):
     """
 
     needs = "any"
+    limits = {"n": integer(1), "eta": fraction}
 
     n: int = 8
     eta: float = 0.0
-
-    def __post_init__(self):
-        if not (isinstance(self.n, int) and self.n >= 1):
-            raise ValueError(f"n must be an integer >= 1, got {self.n!r}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta must lie in [0, 1], got {self.eta}")
 
     def sample(self, run, reward, x):
         sampler = DDIM(eta=self.eta)

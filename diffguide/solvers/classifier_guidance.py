@@ -31,6 +31,7 @@ import torch
 from ..counting import count
 from ..rewards.noisy_classifier import NoisyClassifierReward
 from ..types import sigma_batch
+from ..validation import fraction, non_negative
 from .base import Solver
 from .steps import ddim_step
 
@@ -48,6 +49,7 @@ class ClassifierGuidance(Solver):
     needs = "gradient"
     #: what the reward reads: the noisy state and sigma (``NoisyClassifierReward.log_prob``), not ``x0``.
     reward_input: ClassVar[str] = "noisy"
+    limits = {"scale": non_negative, "eta": fraction}
 
     scale: float = 1.0
     eta: float = 1.0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..validation import fraction
 from .base import Solver
 from .steps import ddim_step
 
@@ -18,6 +19,8 @@ class DDIM(Solver):
     ``eta`` (default 0.0) scales the fresh noise of each step: 0 is deterministic DDIM, 1 is
     DDPM's ancestral sampling. One NFE per step.
     """
+
+    limits = {"eta": fraction}
 
     eta: float = 0.0
 

@@ -32,6 +32,7 @@ from typing import Literal
 import torch
 
 from ..rewards.likelihood import Likelihood
+from ..validation import fraction, non_negative, one_of
 from .base import Solver
 from .likelihood_objective import guidance_objective, limited_step, noise_level_value
 from .steps import ddim_step
@@ -50,6 +51,7 @@ class DPS(Solver):
     """
 
     needs = "gradient"
+    limits = {"zeta": non_negative.about("the step size"), "step_size": one_of(*DEFAULT_ZETA), "eta": fraction}
 
     zeta: float | None = None
     step_size: Literal["scaled", "paper", "constant"] = "scaled"
@@ -58,10 +60,7 @@ class DPS(Solver):
     def __post_init__(self):
         if self.zeta is None:  # the default depends on the step-size rule; the config shows the value used
             object.__setattr__(self, "zeta", DEFAULT_ZETA.get(self.step_size, 1.0))
-        if self.step_size not in ("scaled", "paper", "constant"):
-            raise ValueError(f"step_size must be 'scaled', 'paper' or 'constant', got {self.step_size!r}")
-        if not self.zeta >= 0 or not 0 <= self.eta <= 1:
-            raise ValueError(f"DPS needs zeta >= 0 and 0 <= eta <= 1, got zeta={self.zeta} and eta={self.eta}")
+        super().__post_init__()
 
     def check(self, denoiser, reward, x, sigmas) -> None:
         super().check(denoiser, reward, x, sigmas)

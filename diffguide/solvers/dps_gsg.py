@@ -48,6 +48,7 @@ import torch
 
 from ..rewards.likelihood import Likelihood
 from ..types import per_sample
+from ..validation import fraction, integer, non_negative, one_of, positive
 from .base import Solver
 from .dps import DPS
 
@@ -93,6 +94,9 @@ class DPSGSG(Solver):
     """
 
     needs = "any"
+    limits = {"zeta": non_negative, "step_size": one_of("paper", "constant"), "eta": fraction, "queries": integer(1),
+              "mu": positive.about("the smoothing radius"), "difference": one_of("central", "forward"),
+              "query_batch": integer(1)}
 
     zeta: float = 1.0
     step_size: Literal["paper", "constant"] = "paper"
@@ -103,17 +107,10 @@ class DPSGSG(Solver):
     query_batch: int = 512
 
     def __post_init__(self):
-        if self.step_size not in ("paper", "constant"):
-            raise ValueError(f"step_size must be 'paper' or 'constant', got {self.step_size!r}")
-        if self.difference not in ("central", "forward"):
-            raise ValueError(f"difference must be 'central' or 'forward', got {self.difference!r}")
-        least = 2 if self.difference == "central" else 1
-        if not (isinstance(self.queries, int) and self.queries >= least):
-            raise ValueError(f"queries must be an integer >= {least} for {self.difference} differences, got {self.queries!r}")
-        if not (isinstance(self.query_batch, int) and self.query_batch >= 1):
-            raise ValueError(f"query_batch must be an integer >= 1, got {self.query_batch!r}")
-        if not self.mu > 0:
-            raise ValueError(f"mu (the smoothing radius) must be positive, got {self.mu}")
+        super().__post_init__()
+        if self.difference == "central" and self.queries < 2:
+            raise ValueError(f"DPSGSG queries must be >= 2 for central differences (two evaluations per direction), "
+                             f"got {self.queries}")
 
     def check(self, denoiser, reward, x, sigmas) -> None:
         super().check(denoiser, reward, x, sigmas)

@@ -44,6 +44,7 @@ from typing import Callable
 
 import torch
 
+from ..validation import Number, flag
 from .base import Solver
 
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -109,13 +110,10 @@ class EDICT(Solver):
     steps are stable, 20 are not.
     """
 
+    limits = {"mix": Number(0.0, 1.0, low_open=True).about("the mixing weight"), "leapfrog": flag}
+
     mix: float = 0.93
     leapfrog: bool = True
-
-    def check(self, denoiser, reward, x, sigmas) -> None:
-        super().check(denoiser, reward, x, sigmas)
-        if not 0 < self.mix <= 1:
-            raise ValueError(f"the EDICT mixing weight must lie in (0, 1], got {self.mix}")
 
     def sample(self, run, reward, x):
         y = x

@@ -64,6 +64,7 @@ import dataclasses
 import torch
 
 from ..rewards.likelihood import Likelihood
+from ..validation import fraction, integer, non_negative, ordered
 from .base import Solver
 from .ode_estimate import Denoise, inner_sigmas, ode_estimate, ode_step
 
@@ -117,6 +118,9 @@ class EnKG(Solver):
 
     needs = "any"
     batch_is_ensemble = True
+    limits = {"guidance_scale": non_negative, "updates": integer(1), "min_step_ratio": fraction,
+              "guidance_start": fraction, "guidance_stop": fraction, "max_inner_steps": integer(1),
+              "inner_step_divisor": integer(1)}
 
     guidance_scale: float = 2.0
     updates: int = 2
@@ -127,17 +131,9 @@ class EnKG(Solver):
     inner_step_divisor: int = 4
 
     def __post_init__(self):
-        for name in ("updates", "max_inner_steps", "inner_step_divisor"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not self.guidance_scale >= 0:
-            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
-        if not 0.0 <= self.min_step_ratio <= 1.0:
-            raise ValueError(f"min_step_ratio must lie in [0, 1], got {self.min_step_ratio}")
-        if not 0.0 <= self.guidance_start <= self.guidance_stop <= 1.0:
-            raise ValueError("need 0 <= guidance_start <= guidance_stop <= 1 (fractions of the steps), "
-                             f"got {self.guidance_start} and {self.guidance_stop}")
+        super().__post_init__()
+        ordered(type(self).__name__, "guidance_start", self.guidance_start,
+                "guidance_stop", self.guidance_stop)
 
     def check(self, denoiser, reward, x, sigmas) -> None:
         super().check(denoiser, reward, x, sigmas)

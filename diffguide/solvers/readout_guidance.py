@@ -44,6 +44,7 @@ import torch
 from ..models.readout import FeatureCapture
 from ..rewards.readout import ReadoutReward
 from ..types import sigma_batch
+from ..validation import fraction, integer, non_negative, span
 from .base import Solver
 from .steps import ddim_step
 
@@ -61,6 +62,8 @@ class ReadoutGuidance(Solver):
 
     needs = "gradient"
     reward_input = "readout"
+    limits = {"weight": non_negative, "guidance_interval": span(0.0, 1.0).about("the guided fraction of the steps"),
+              "recurrent_steps": integer(1), "eta": fraction}
 
     weight: float = 2e-2  # w_rg: the Adam learning rate on the VP latent
     guidance_interval: tuple[float, float] = (0.0, 0.5)  # rg_ratio: guided fraction of the steps
@@ -76,11 +79,6 @@ class ReadoutGuidance(Solver):
         if unet is None:
             raise ValueError(f"ReadoutGuidance hooks a diffusers UNet (denoiser.unet); {type(denoiser).__name__} has none")
         FeatureCapture(unet, reward.head.blocks)  # raises if a block is missing
-        start, end = self.guidance_interval
-        if not 0.0 <= start <= end <= 1.0:
-            raise ValueError(f"guidance_interval must satisfy 0 <= start <= end <= 1, got {self.guidance_interval}")
-        if self.weight < 0 or self.recurrent_steps < 1:
-            raise ValueError(f"need weight >= 0 and recurrent_steps >= 1, got {self.weight} and {self.recurrent_steps}")
 
     def sample(self, run, reward, x):
         n = len(run.sigmas) - 1

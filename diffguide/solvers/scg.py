@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..validation import Number, fraction, integer, ordered
 from .base import Solver
 from .best_of_n import keep_best
 from .steps import ddim_step
@@ -49,6 +50,8 @@ class SCG(Solver):
     """
 
     needs = "any"
+    limits = {"candidates": integer(1), "guidance_start": fraction, "guidance_stop": fraction,
+              "eta": Number(0.0, 1.0, low_open=True).about("the candidates differ only by the step's fresh noise")}
 
     candidates: int = 16
     guidance_start: float = 0.25
@@ -56,13 +59,9 @@ class SCG(Solver):
     eta: float = 1.0
 
     def __post_init__(self):
-        if not (isinstance(self.candidates, int) and self.candidates >= 1):
-            raise ValueError(f"candidates must be an integer >= 1, got {self.candidates!r}")
-        if not 0.0 <= self.guidance_start <= self.guidance_stop <= 1.0:
-            raise ValueError("need 0 <= guidance_start <= guidance_stop <= 1 (fractions of the steps), "
-                             f"got {self.guidance_start} and {self.guidance_stop}")
-        if not 0.0 < self.eta <= 1.0:
-            raise ValueError(f"eta must lie in (0, 1]: the candidates differ only by the step's fresh noise, got {self.eta}")
+        super().__post_init__()
+        ordered(type(self).__name__, "guidance_start", self.guidance_start,
+                "guidance_stop", self.guidance_stop)
 
     def sample(self, run, reward, x):
         n_steps = len(run.sigmas) - 1

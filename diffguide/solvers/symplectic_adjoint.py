@@ -53,6 +53,7 @@ import torch
 
 from ..counting import count
 from ..types import per_sample
+from ..validation import fraction, integer, non_negative, one_of, ordered
 from .base import Solver
 from .ode_estimate import Denoise, inner_sigmas, ode_step
 from .steps import ddim_step, renoise
@@ -111,6 +112,8 @@ class SymplecticAdjointGuidance(Solver):
     """
 
     needs = "gradient"
+    limits = {"inner_steps": integer(1), "rho": non_negative, "step_size": one_of("paper", "constant"),
+              "repeats": integer(1), "guidance_start": fraction, "guidance_stop": fraction, "eta": fraction}
 
     inner_steps: int = 4
     rho: float = 0.1
@@ -121,17 +124,9 @@ class SymplecticAdjointGuidance(Solver):
     eta: float = 0.0
 
     def __post_init__(self):
-        if not (isinstance(self.inner_steps, int) and self.inner_steps >= 1):
-            raise ValueError(f"inner_steps must be an integer >= 1, got {self.inner_steps!r}")
-        if not (isinstance(self.repeats, int) and self.repeats >= 1):
-            raise ValueError(f"repeats must be an integer >= 1, got {self.repeats!r}")
-        if self.step_size not in ("paper", "constant"):
-            raise ValueError(f"step_size must be 'paper' or 'constant', got {self.step_size!r}")
-        if not 0.0 <= self.guidance_start <= self.guidance_stop <= 1.0:
-            raise ValueError("need 0 <= guidance_start <= guidance_stop <= 1 (fractions of the steps), "
-                             f"got {self.guidance_start} and {self.guidance_stop}")
-        if not (self.rho >= 0 and 0.0 <= self.eta <= 1.0):
-            raise ValueError(f"need rho >= 0 and 0 <= eta <= 1, got rho={self.rho} and eta={self.eta}")
+        super().__post_init__()
+        ordered(type(self).__name__, "guidance_start", self.guidance_start,
+                "guidance_stop", self.guidance_stop)
 
     def guidance(self, grad: torch.Tensor, sigma, sigma_next) -> torch.Tensor:
         """The guidance displacement of the VE state for the gradient ``grad`` of the reward."""

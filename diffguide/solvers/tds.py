@@ -46,6 +46,7 @@ import torch
 from ..counting import count
 from ..operators.base import LinearOperator
 from ..rewards.likelihood import GaussianLikelihood, Likelihood
+from ..validation import fraction, non_negative, one_of
 from .base import Solver
 from .likelihood_objective import limited_step, log_density_noise_level
 from .steps import ancestral_sigmas, ddim_step
@@ -79,6 +80,8 @@ class TDS(Solver):
 
     needs = "gradient"
     batch_is_ensemble = True
+    limits = {"twist": one_of("tweedie", "covariance"), "twist_scale": non_negative,
+              "ess_threshold": fraction.about("a fraction of the particles")}
 
     twist: Literal["tweedie", "covariance"] = "tweedie"
     twist_scale: float = 1.0
@@ -86,10 +89,6 @@ class TDS(Solver):
 
     def check(self, denoiser, reward, x, sigmas) -> None:
         super().check(denoiser, reward, x, sigmas)
-        if self.twist not in ("tweedie", "covariance"):
-            raise ValueError(f"twist must be 'tweedie' or 'covariance', got {self.twist!r}")
-        if not 0 <= self.ess_threshold <= 1:
-            raise ValueError(f"ess_threshold is a fraction of the particles, in [0, 1]; got {self.ess_threshold}")
         if isinstance(reward, Likelihood) and reward.y.shape[0] != 1:
             raise ValueError("TDS's particles (the batch) share one measurement, "
                              f"but y has a batch of {reward.y.shape[0]}")

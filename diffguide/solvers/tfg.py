@@ -48,6 +48,7 @@ import math
 
 import torch
 
+from ..validation import flag, fraction, integer, non_negative, one_of
 from .base import Solver
 from .likelihood_objective import guidance_objective, limited_step, noise_level_value
 from .steps import ddim_step, renoise
@@ -108,6 +109,10 @@ class TFG(Solver):
     """
 
     needs = "gradient"
+    limits = {"rho": non_negative, "mu": non_negative, "gamma": non_negative, "n_recur": integer(1),
+              "n_iter": integer(0), "mc_samples": integer(1), "rho_schedule": one_of(*STRENGTH_SCHEDULES),
+              "mu_schedule": one_of(*STRENGTH_SCHEDULES), "gamma_schedule": one_of(*SMOOTHING_SCHEDULES),
+              "eta": fraction, "normalize": flag}
 
     #: variance guidance strength (gradient through the denoiser); 0: off.
     rho: float = 6.0
@@ -129,15 +134,6 @@ class TFG(Solver):
     #: guide a ``Likelihood`` by its normalised objective ``-(sqrt(n) / N) ||y - A(x0)||``
     #: (``likelihood_objective``) instead of its log-density; other rewards are used as they are.
     normalize: bool = True
-
-    def __post_init__(self):
-        for name, allowed in (("rho_schedule", STRENGTH_SCHEDULES), ("mu_schedule", STRENGTH_SCHEDULES),
-                              ("gamma_schedule", SMOOTHING_SCHEDULES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.n_recur < 1 or self.n_iter < 0 or self.mc_samples < 1 or self.gamma < 0:
-            raise ValueError(f"expected n_recur >= 1, n_iter >= 0, mc_samples >= 1 and gamma >= 0, got "
-                             f"{self.n_recur}, {self.n_iter}, {self.mc_samples} and {self.gamma}")
 
     def sample(self, run, reward, x):
         reward = guidance_objective(reward, run, self.normalize)

@@ -40,6 +40,7 @@ from typing import Callable
 import torch
 
 from ..counting import count
+from ..validation import flag, fraction, integer, non_negative, positive
 from .base import Solver
 from .likelihood_objective import guidance_objective, limited_step, noise_level_value
 from .steps import ddim_step, renoise
@@ -73,6 +74,8 @@ class UniversalGuidance(Solver):
     """
 
     needs = "gradient"
+    limits = {"scale": non_negative, "backward_steps": integer(0), "backward_lr": positive, "recurrence": integer(1),
+              "eta": fraction, "normalize": flag}
 
     #: ``s`` in ``s(t) = s sqrt(1 - abar_t)``, forward guidance; 0 turns it off (no denoiser backprop).
     scale: float = 20.0
@@ -87,11 +90,6 @@ class UniversalGuidance(Solver):
     #: guide a ``Likelihood`` by its normalised objective ``-(sqrt(n) / N) ||y - A(x0)||``
     #: (``likelihood_objective``) instead of its log-density; other rewards are used as they are.
     normalize: bool = True
-
-    def __post_init__(self):
-        if self.recurrence < 1 or self.backward_steps < 0:
-            raise ValueError(f"recurrence must be >= 1 and backward_steps >= 0, got {self.recurrence} and "
-                             f"{self.backward_steps}")
 
     def sample(self, run, reward, x):
         reward = guidance_objective(reward, run, self.normalize, per_step=False)
