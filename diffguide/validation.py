@@ -19,8 +19,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +153,8 @@ def ordered(owner: str, low_name: str, low, high_name: str, high) -> None:
 
 def finite_tensor(name: str, value, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``value`` as a tensor (of ``dtype`` if given); ``ValueError`` if it is not numeric or holds NaN or Inf."""
+    import torch  # here, not at the top: the command line's parser imports this module and must start fast
+
     try:
         tensor = torch.as_tensor(value, dtype=dtype)
     except (TypeError, ValueError, RuntimeError):
