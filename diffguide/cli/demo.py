@@ -23,7 +23,9 @@ def run(args) -> None:
     from ..plotting import plt
     from .common import write_outputs
     from .demo_problems import PROBLEMS
+    from .outputs import check_out
 
+    check_out(args.out)
     start = time.perf_counter()
     results = {}
     for name, problem in PROBLEMS.items():

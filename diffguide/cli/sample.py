@@ -7,6 +7,11 @@ import time
 from .errors import UsageError
 from .specs import UNGUIDED, parse_solver
 
+#: samples drawn together by default
+BATCH_SIZE = 64
+#: samples shown in grid.png (the first ones)
+GRID_SAMPLES = 256
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("sample", help="draw unguided samples from a prior",
@@ -14,48 +19,72 @@ def add_parser(subparsers) -> None:
                                           "grid.png and samples.json to --out.")
     p.add_argument("--prior", required=True, help="a shipped prior (digits, photos) or a diffusers model folder (unet/ + scheduler/)")
     p.add_argument("--shape", help="per-sample shape C,H,W of a model folder's UNet when its config has no sample_size")
-    p.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
+    p.add_argument("--n", type=int, default=16, help="number of samples (default 16); grid.png shows the first 256")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--solver", default="ddim", help=f"unguided sampler spec: one of {', '.join(UNGUIDED)} (default ddim)")
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
     p.add_argument("--class-label", type=int, default=None, help="class label for a class-conditional prior")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                   help=f"samples drawn together (default {BATCH_SIZE}); --n is drawn in batches of this many, "
+                        "and the same --seed and --batch-size give the same samples")
     p.set_defaults(run=run)
 
 
 def run(args) -> None:
+    import math
+
     import torch
+    from PIL import Image
 
     from ..counting import counting
     from .common import load_prior, schedule, write_outputs
-    from .images import grid, save_image
+    from .counts import MAX_SEED, MAX_STEPS, check_count
+    from .images import grid, save_image, to_uint8
+    from .memory_bounds import check_fits, device_of, estimate_bytes
+    from .outputs import check_disk, check_out
 
-    if args.n < 1:
-        raise UsageError(f"--n must be at least 1, got {args.n}")
+    out = check_out(args.out)
+    check_count("--seed", args.seed, 0, MAX_SEED)
+    check_count("--n", args.n, 1)
+    check_count("--steps", args.steps, 1, MAX_STEPS)
+    check_count("--batch-size", args.batch_size, 1)
     solver = parse_solver(args.solver)
     if solver.needs != "none":
         raise UsageError(f"sample takes an unguided sampler ({', '.join(UNGUIDED)}), got {args.solver!r}")
     prior = load_prior(args.prior, args.shape)
-    cond = {}
     if args.class_label is not None:
         classes = prior.null_label or getattr(prior.unet.config, "num_class_embeds", None)
         if not classes or not 0 <= args.class_label < classes:
             raise UsageError(f"--class-label {args.class_label} does not fit the prior "
                              f"({'labels 0..' + str(classes - 1) if classes else 'not class-conditional'})")
-        cond["class_labels"] = torch.full((args.n,), args.class_label, dtype=torch.long)
+    batch = min(args.n, args.batch_size)
+    pixels = math.prod(prior.shape)
+    # one batch through the network, every sample kept as 8-bit pixels, the grid's samples as floats
+    check_fits(f"sampling {args.n} sample(s) of {'x'.join(map(str, prior.shape))} in batches of {batch}",
+               estimate_bytes(batch, prior.shape, False) + args.n * pixels + 4 * min(args.n, GRID_SAMPLES) * pixels,
+               device_of(prior))
+    check_disk(out, 2 * args.n * pixels + 2**20)
     generator = torch.Generator().manual_seed(args.seed)
     sigmas = schedule(prior, args.steps)
-    x = sigmas[0] * torch.randn(args.n, *prior.shape, generator=generator)
-    start = time.perf_counter()
+    images, shown, wall = [], [], 0.0
     with counting() as counts:
-        samples = solver(prior, None, x, sigmas, generator=generator, **cond)
-    wall = time.perf_counter() - start
-    files = {f"sample_{i:03d}.png": (lambda path, i=i: save_image(samples[i], path, prior.data_range))
-             for i in range(args.n)}
-    files["grid.png"] = lambda path: save_image(grid(samples), path, prior.data_range)
-    files["samples.json"] = {"n": args.n, "nfe": counts.nfe, "wall_seconds": wall, "seed": args.seed,
-                             "steps": args.steps, "solver": type(solver).__name__,
+        for offset in range(0, args.n, batch):
+            size = min(batch, args.n - offset)
+            cond = {} if args.class_label is None else {
+                "class_labels": torch.full((size,), args.class_label, dtype=torch.long)}
+            x = sigmas[0] * torch.randn(size, *prior.shape, generator=generator)
+            start = time.perf_counter()
+            samples = solver(prior, None, x, sigmas, generator=generator, **cond)
+            wall += time.perf_counter() - start
+            images += [to_uint8(sample, prior.data_range) for sample in samples]
+            shown.append(samples[: max(0, GRID_SAMPLES - offset)])
+    files = {f"sample_{i:03d}.png": (lambda path, image=image: Image.fromarray(image).save(path))
+             for i, image in enumerate(images)}
+    files["grid.png"] = lambda path: save_image(grid(torch.cat(shown)), path, prior.data_range)
+    files["samples.json"] = {"n": args.n, "batch_size": batch, "nfe": counts.nfe, "wall_seconds": wall,
+                             "seed": args.seed, "steps": args.steps, "solver": type(solver).__name__,
                              "config": dataclasses.asdict(solver), "class_label": args.class_label,
                              "prior": str(args.prior)}
-    out = write_outputs(args.out, files)
+    write_outputs(out, files)
     print(f"{args.n} samples, {counts.nfe} NFE, {wall:.1f} s -> {out}")

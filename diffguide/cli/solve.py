@@ -3,13 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING
 
 from .errors import UsageError
 from .specs import OPERATOR_HELP, parse_operator, parse_solver
-
-if TYPE_CHECKING:
-    import torch
 
 #: the default ensemble of a solver whose batch is one interacting ensemble (EnKG, TDS)
 ENSEMBLE_PARTICLES = 16
@@ -42,6 +38,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> None:
+    import math
+
     import torch
 
     from ..baselines import measurement_baseline
@@ -49,27 +47,35 @@ def run(args) -> None:
     from ..metrics import psnr, relative_l2, ssim
     from ..rewards.likelihood import GaussianLikelihood
     from .common import fit_prior, load_prior, schedule, write_outputs
+    from .counts import MAX_SEED, MAX_STEPS, check_count, check_positive_float
     from .images import grid, read_image, save_image
+    from .measurements import read_measurement
+    from .memory_bounds import check_fits, device_of, estimate_bytes
+    from .outputs import check_disk, check_out
 
+    out = check_out(args.out)
+    check_count("--seed", args.seed, 0, MAX_SEED)
+    check_count("--steps", args.steps, 1, MAX_STEPS)
+    check_positive_float("--sigma-y", args.sigma_y)
     solver = parse_solver(args.solver)
     if solver.needs == "none":
         raise UsageError(f"solver {args.solver!r} is unguided; solve needs a guided solver such as dps")
-    if not args.sigma_y > 0:
-        raise UsageError(f"--sigma-y must be positive, got {args.sigma_y}")
     if args.input is None and args.measurement is None:
         raise UsageError("give --input (a ground-truth image to measure) or --measurement (an observed y), or both")
-    particles = args.particles or (ENSEMBLE_PARTICLES if solver.batch_is_ensemble else 1)
-    if particles < 1 or (solver.batch_is_ensemble and particles < 2):
-        raise UsageError(f"--particles must be at least {2 if solver.batch_is_ensemble else 1} for "
-                         f"{type(solver).__name__}, got {particles}")
+    particles = args.particles if args.particles is not None else ENSEMBLE_PARTICLES if solver.batch_is_ensemble else 1
+    check_count(f"--particles (for {type(solver).__name__})", particles, 2 if solver.batch_is_ensemble else 1)
     prior = load_prior(args.prior, args.shape)
     truth = read_image(args.input, prior.shape[0], prior.data_range) if args.input else None
     if truth is not None:
         prior = fit_prior(prior, tuple(truth.shape[1:]))
+    check_fits(f"solving with {particles} sample(s) of {'x'.join(map(str, prior.shape))}",
+               estimate_bytes(particles, prior.shape, solver.needs == "gradient"), device_of(prior))
+    check_disk(out, 3 * math.prod(prior.shape) * max(1, min(particles, SHOWN_PARTICLES)) + 2**20)
     generator = torch.Generator().manual_seed(args.seed)
     operator = parse_operator(args.operator, tuple(prior.shape), generator)
     if args.measurement:
-        likelihood = GaussianLikelihood(operator, read_measurement(args.measurement, prior), args.sigma_y)
+        y = read_measurement(args.measurement, prior, tuple(operator.output_shape(tuple(prior.shape))))
+        likelihood = GaussianLikelihood(operator, y, args.sigma_y)
     else:
         likelihood = GaussianLikelihood.simulate(operator, truth, args.sigma_y, generator)
     sigmas = schedule(prior, args.steps)
@@ -106,26 +112,8 @@ def run(args) -> None:
         files["measurement.png"] = lambda path: save_image(measurement, path, prior.data_range)
     if particles > 1:
         files["particles.png"] = lambda path: save_image(grid(samples[:SHOWN_PARTICLES]), path, prior.data_range)
-    out = write_outputs(args.out, files)
+    write_outputs(out, files)
     scores = f"PSNR {report['psnr']:.2f} dB, SSIM {report['ssim']:.3f}, " if truth is not None else ""
     if "baseline" in report:
         scores += f"(baseline, {report['baseline']['method']}: {report['baseline']['psnr']:.2f} dB), "
     print(f"{scores}data consistency {float(consistency):.3f}, {counts.nfe} NFE, {wall:.1f} s -> {out}")
-
-
-def read_measurement(path: str, prior) -> torch.Tensor:
-    """A measurement from a PNG (in the prior's channels and range) or a float .npy array; (1, *shape)."""
-    import numpy as np
-    import torch
-
-    from .images import read_image
-
-    if not path.endswith(".npy"):
-        return read_image(path, prior.shape[0], prior.data_range)
-    try:
-        y = torch.from_numpy(np.load(path, allow_pickle=False)).float()
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot read measurement {path}: {err}") from None
-    if not torch.isfinite(y).all():
-        raise UsageError(f"measurement {path} contains NaN or Inf; expected finite values")
-    return y[None]
