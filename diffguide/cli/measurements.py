@@ -24,8 +24,8 @@ def read_measurement(path: str, prior, output_shape: tuple[int, ...]) -> torch.T
     else:
         y = torch.from_numpy(_load_npy(path))[None].float()
     if tuple(y.shape[1:]) != tuple(output_shape):
-        raise UsageError(f"measurement {path} has shape {tuple(y.shape[1:])}; the operator's output for "
-                         f"the prior's {tuple(prior.shape)} samples has shape {tuple(output_shape)}")
+        raise UsageError(f"the measurement y has shape {tuple(y.shape[1:])} ({path}), but the operator maps "
+                         f"the prior's {tuple(prior.shape)} samples to {tuple(output_shape)}")
     return y
 
 
