@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from diffguide.cli import main
+from diffguide.cli.common import write_outputs
 from diffguide.cli.images import read_image
 
 
@@ -164,3 +165,12 @@ def test_a_16_bit_png_and_a_float_measurement_solve(tmp_path, capsys):
     assert main(solve(tmp_path, image=path)) == 0
     np.save(tmp_path / "y.npy", np.zeros((1, 16, 16), np.float64))
     assert main(solve(tmp_path, "--measurement", str(tmp_path / "y.npy"))) == 0
+
+
+def test_a_failed_write_leaves_no_folder_it_created(tmp_path):
+    def fail(path):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_outputs(tmp_path / "a" / "b" / "out", {"x.json": {"a": 1}, "y.png": fail})
+    assert tree(tmp_path) == []

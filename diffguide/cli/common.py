@@ -60,9 +60,10 @@ def schedule(prior, steps: int) -> torch.Tensor:
 
 def write_outputs(out: str | Path, files: dict[str, object]) -> Path:
     """Write all outputs at once: into a temporary folder beside ``out``, then moved into place,
-    so a failure never leaves a half-written result. Values: bytes-producing callables
+    so a failure never leaves a half-written result, nor an empty folder it created. Values: bytes-producing callables
     ``fn(path)`` or JSON-able dicts."""
     out = Path(out)
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
@@ -75,6 +76,11 @@ def write_outputs(out: str | Path, files: dict[str, object]) -> Path:
         out.mkdir(exist_ok=True)
         for item in staging.iterdir():
             item.replace(out / item.name)
-    finally:
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # innermost first: leave no empty folder this call made
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
     return out

@@ -74,7 +74,11 @@ def run(args) -> None:
     generator = torch.Generator().manual_seed(args.seed)
     operator = parse_operator(args.operator, tuple(prior.shape), generator)
     if args.measurement:
-        y = read_measurement(args.measurement, prior, tuple(operator.output_shape(tuple(prior.shape))))
+        try:
+            output_shape = tuple(operator.output_shape(tuple(prior.shape)))
+        except Exception as err:  # an operator that cannot take this shape says why
+            raise UsageError(f"operator {args.operator!r} cannot take samples of shape {tuple(prior.shape)}: {err}") from None
+        y = read_measurement(args.measurement, prior, output_shape)
         likelihood = GaussianLikelihood(operator, y, args.sigma_y)
     else:
         likelihood = GaussianLikelihood.simulate(operator, truth, args.sigma_y, generator)
