@@ -67,17 +67,12 @@ SOLVER_CASES = [(cls, name, value) for cls in SOLVER_CLASSES for name, rule in c
                 if name in init_fields(cls) for value in bad_values(rule) if not means_default(cls, name, value)]
 
 
-#: solvers whose own fields are still checked only by their defaults' types (a finite number, an integer, a
-#: bool): DOODL's ranges (iterations >= 0, lr > 0, momentum in [0, 1), ...) are checked when it is called
-RULES_BY_TYPE_ONLY = {"DOODL"}
-
-
 def test_every_solver_is_covered_and_declares_a_rule_for_every_parameter():
     assert len(SOLVER_CLASSES) >= 20
     for cls in SOLVER_CLASSES:
         declared = {name for klass in cls.__mro__ for name in vars(klass).get("limits", {})}
         missing = set(init_fields(cls)) - declared
-        assert not missing or cls.__name__ in RULES_BY_TYPE_ONLY, f"{cls.__name__} has no rule for {missing}"
+        assert not missing, f"{cls.__name__} has no rule for {missing}"
 
 
 @pytest.mark.parametrize("cls", SOLVER_CLASSES, ids=lambda cls: cls.__name__)

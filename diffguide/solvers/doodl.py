@@ -47,6 +47,7 @@ import torch
 
 from ..counting import count
 from ..types import per_sample
+from ..validation import Number, flag, integer, non_negative, positive
 from .edict import EDICT, edict_chain, noise_estimate
 
 
@@ -123,6 +124,8 @@ class DOODL(EDICT):
     """
 
     needs = "gradient"
+    limits = {"iterations": integer(0), "lr": positive, "momentum": Number(0.0, 1.0, high_open=True),
+              "grad_clip": positive, "perturbation": non_negative, "renormalize": flag}
 
     iterations: int = 50
     lr: float = 1.0
@@ -130,14 +133,6 @@ class DOODL(EDICT):
     grad_clip: float = 1e-3
     perturbation: float = 1e-4
     renormalize: bool = True
-
-    def check(self, denoiser, reward, x, sigmas) -> None:
-        super().check(denoiser, reward, x, sigmas)
-        if self.iterations < 0 or not self.lr > 0 or not 0 <= self.momentum < 1 or not self.grad_clip > 0 \
-                or not self.perturbation >= 0:
-            raise ValueError("DOODL needs iterations >= 0, lr > 0, 0 <= momentum < 1, grad_clip > 0 and "
-                             f"perturbation >= 0; got {self.iterations}, {self.lr}, {self.momentum}, "
-                             f"{self.grad_clip}, {self.perturbation}")
 
     def sample(self, run, reward, x):
         sigma_T = run.sigmas[0]
