@@ -14,8 +14,16 @@ from . import bench, demo, sample, solve, train, tune
 COMMANDS = {"demo": demo, "solve": solve, "sample": sample, "train": train, "bench": bench, "tune": tune}
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (``PROG: error: ...``) and exit code 2,
+    like every other bad input; ``--help`` still prints the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diffguide", description="Training-free guided sampling with diffusion priors.")
+    parser = OneLineParser(prog="diffguide", description="Training-free guided sampling with diffusion priors.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS.values():
         command.add_parser(subparsers)
@@ -24,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help (0) or a parse error (2, already reported)
+        return done.code
     from ..types import GuidanceDivergedError  # imports torch: only once a command runs
 
     try:
