@@ -4,6 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from diffguide.cli import main
@@ -58,11 +59,15 @@ def bad_image(tmp_path, kind):
         Image.fromarray(np.full((16, 16), -5, np.int32)).save(path, format="TIFF")
     elif kind == "folder":
         path.mkdir()
+    elif kind == "corrupt.tif":
+        path.write_bytes(b"II*\x00" + b"\xff" * 40)
+    elif kind == "stack.tif":
+        tifffile.imwrite(path, np.zeros((6, 16, 16), np.uint8))
     return path
 
 
 IMAGES = ["corrupt.png", "text.png", "empty.png", "truncated.jpg", "float_above.tif", "float_nan.tif",
-          "negative_int.tif", "folder", "missing.png"]
+          "negative_int.tif", "folder", "missing.png", "corrupt.tif", "stack.tif"]
 
 
 @pytest.mark.parametrize("kind", IMAGES)
@@ -150,6 +155,21 @@ def test_tiffs_read_in_their_true_range(tmp_path, dtype, value, expected):
     path = tmp_path / "x.tif"
     Image.fromarray(np.full((16, 16), value, dtype)).save(path, format="TIFF")
     assert read_image(path, 1, (0.0, 1.0)).mean().item() == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("dtype, value, expected", [(np.uint32, 3 * 2**30, 0.75), (np.int16, 16384, 16384 / 32767),
+                                                    (np.float64, 0.25, 0.25), (np.float16, 0.5, 0.5)])
+def test_tiffs_pillow_cannot_read_keep_their_type(tmp_path, dtype, value, expected):
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(path, np.full((16, 16), value, dtype))
+    assert read_image(path, 1, (0.0, 1.0)).mean().item() == pytest.approx(expected, rel=1e-3)
+
+
+def test_a_float_rgb_tiff_reads_as_colour(tmp_path):
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(path, np.stack([np.full((16, 16), v, np.float32) for v in (0.0, 0.5, 1.0)], axis=-1),
+                     photometric="rgb")
+    assert read_image(path, 3, (0.0, 1.0))[0].mean(dim=(1, 2)).tolist() == pytest.approx([0.0, 0.5, 1.0])
 
 
 @pytest.mark.parametrize("mode", ["LA", "P", "1", "I;16", "RGBA"])

@@ -15,6 +15,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import UsageError
+from .tiff_files import is_tiff, read_tiff
 
 #: modes numpy reads directly with their true dtype (the 16-bit and 32-bit ones included)
 _DIRECT = {"1", "L", "LA", "RGB", "RGBA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
@@ -49,6 +50,9 @@ def read_image(path: str | Path, channels: int, data_range: tuple[float, float])
 
 def _pixels(path: Path) -> tuple[np.ndarray, bool]:
     """The first frame's pixels as (H, W, C) in their stored dtype, and whether the last channel is alpha."""
+    if is_tiff(path):
+        array = read_tiff(path)
+        return array, array.shape[2] in (2, 4)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
