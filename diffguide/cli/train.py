@@ -17,7 +17,7 @@ def add_parser(subparsers) -> None:
                               description="Train a UNet prior with EMA, bf16 autocast, checkpoints every few minutes "
                                           "and a log in --out; rerun the same command to resume. The result is "
                                           "exported to --out/final (diffusers layout + card.json).")
-    p.add_argument("--data", choices=sorted(DATA), required=True, help="training images")
+    p.add_argument("--data", required=True, help=f"training images: {', '.join(sorted(DATA))}")
     p.add_argument("--steps", type=int, required=True, help="total optimizer steps")
     p.add_argument("--out", required=True, help="run folder (checkpoint, train.log, final/)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -32,16 +32,32 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> None:
+    checked(args)
     import torch
 
     from ..training.train import train
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     data, config, augment = map(resolve, DATA[args.data])
     final = train(data, args.steps, args.out, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                   label_dropout=args.label_dropout, seed=args.seed, bf16=args.bf16, unet=config(),
                   checkpoint_every_seconds=args.checkpoint_every_seconds, augment=augment)
     print(f"exported {final}")
+
+
+def checked(args) -> None:
+    """``UsageError`` naming the first bad argument, before anything is loaded or written."""
+    from ..training.settings import check_run_folder, check_settings
+
+    if args.data not in DATA:
+        raise UsageError(f"--data {args.data!r} is not a training set; expected one of {', '.join(sorted(DATA))}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    try:
+        check_settings(flags=True, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                       ema_decay=args.ema_decay, label_dropout=args.label_dropout,
+                       checkpoint_every_seconds=args.checkpoint_every_seconds, seed=args.seed)
+        check_run_folder(args.out, flags=True)
+    except ValueError as error:
+        raise UsageError(str(error)) from None

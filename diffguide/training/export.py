@@ -3,7 +3,9 @@
 ``DIR/final/unet/`` (config.json + diffusion_pytorch_model.safetensors),
 ``DIR/final/scheduler/scheduler_config.json`` and ``DIR/final/card.json``.
 The folder loads with ``UNet2DModel.from_pretrained(DIR/final/unet)`` and
-``DDPMScheduler.from_pretrained(DIR/final/scheduler)``.
+``DDPMScheduler.from_pretrained(DIR/final/scheduler)``, or as a prior with
+``DiffusersDenoiser.from_pretrained(DIR/final)``, which first checks the three files against
+the card's ``files_sha256`` and reads its ``null_label`` (class-conditional networks).
 """
 from __future__ import annotations
 

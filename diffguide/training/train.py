@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from diffguide.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from diffguide.training.export import export_final
+from diffguide.training.settings import check_run_folder, check_settings
 from diffguide.training.unet import NULL_LABEL, make_scheduler, make_unet, scheduler_config, unet_config
 
 #: () -> (images, labels), or (run folder) -> (images, labels)
@@ -72,14 +73,10 @@ def train(
     """
     check_settings(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
                    grad_clip=grad_clip, ema_decay=ema_decay, label_dropout=label_dropout,
-                   checkpoint_every_seconds=checkpoint_every_seconds, log_every=log_every)
+                   checkpoint_every_seconds=checkpoint_every_seconds, log_every=log_every, seed=seed)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is an existing file, not a run folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"cannot create the run folder {out}: {error.strerror}") from None
+    check_run_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
     images, labels = data(out) if inspect.signature(data).parameters else data()
     config = _jsonable(
         dict(
@@ -149,6 +146,8 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = current_lr
         loss = _loss(model, noise_schedule, images, labels, batch_size, label_dropout, generator, bf16, augment)
+        if not torch.isfinite(loss):  # stop before the state is spoilt: the last checkpoint stays good
+            raise _diverged(f"loss {loss.item()} at step {step + 1}", out)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -188,25 +187,13 @@ def train(
         training_seconds=round(elapsed, 1),
     )
     if not math.isfinite(card["final_loss_ema"]):
-        raise ValueError(f"training diverged (final loss {card['final_loss_ema']}); nothing exported, the checkpoint "
-                         f"in {out} is kept: lower --lr and rerun")
+        raise _diverged(f"final loss {card['final_loss_ema']}", out)
     return export_final(out, ema, config, card)
 
 
-def check_settings(*, steps, batch_size, lr, warmup_steps, weight_decay, grad_clip, ema_decay, label_dropout,
-                   checkpoint_every_seconds, log_every) -> None:
-    """``ValueError`` naming the first training setting out of its range."""
-    rules = [("steps", steps, steps >= 1, "an integer >= 1"), ("batch_size", batch_size, batch_size >= 1, "an integer >= 1"),
-             ("lr", lr, 0 < lr < math.inf, "in (0, inf)"), ("warmup_steps", warmup_steps, warmup_steps >= 0, ">= 0"),
-             ("weight_decay", weight_decay, 0 <= weight_decay < math.inf, ">= 0"),
-             ("grad_clip", grad_clip, 0 < grad_clip < math.inf, "in (0, inf)"),
-             ("ema_decay", ema_decay, 0 <= ema_decay < 1, "in [0, 1)"),
-             ("label_dropout", label_dropout, 0 <= label_dropout <= 1, "in [0, 1]"),
-             ("checkpoint_every_seconds", checkpoint_every_seconds, checkpoint_every_seconds > 0, "> 0"),
-             ("log_every", log_every, log_every >= 1, "an integer >= 1")]
-    for name, value, ok, accepted in rules:
-        if not ok:
-            raise ValueError(f"{name} must be {accepted}, got {value!r}")
+def _diverged(what: str, out: Path) -> ValueError:
+    return ValueError(f"training diverged ({what}); nothing exported: check the data for NaN/Inf or lower the "
+                      f"learning rate, and start over (another folder, or delete {out / 'checkpoint'})")
 
 
 def _loss(
