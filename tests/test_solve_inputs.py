@@ -45,6 +45,7 @@ def test_solve_reports_the_measurement_baseline_and_beats_it(tmp_path, operator,
     report = json.loads((tmp_path / "out" / "result.json").read_text())
     assert report["baseline"]["method"] == method
     assert report["psnr"] > report["baseline"]["psnr"]
+    assert report["model"]["prediction_type"] == "v_prediction" and report["model"]["null_label"] == 10
 
 
 def test_solve_with_an_ensemble_solver_uses_particles(tmp_path):

@@ -85,6 +85,6 @@ def run(args) -> None:
     files["samples.json"] = {"n": args.n, "batch_size": batch, "nfe": counts.nfe, "wall_seconds": wall,
                              "seed": args.seed, "steps": args.steps, "solver": type(solver).__name__,
                              "config": dataclasses.asdict(solver), "class_label": args.class_label,
-                             "prior": str(args.prior)}
+                             "prior": str(args.prior), "model": getattr(prior, "model_config", None)}
     write_outputs(out, files)
     print(f"{args.n} samples, {counts.nfe} NFE, {wall:.1f} s -> {out}")

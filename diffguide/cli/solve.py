@@ -107,7 +107,8 @@ def run(args) -> None:
         "nfe": counts.nfe, "operator_evals": counts.operator_evals, "grad_evals": counts.grad_evals,
         "wall_seconds": wall, "seed": args.seed, "steps": args.steps, "sigma_y": args.sigma_y, "particles": particles,
         "operator": args.operator, "solver": type(solver).__name__, "config": dataclasses.asdict(solver),
-        "prior": str(args.prior), "input": args.input, "measurement": args.measurement,
+        "prior": str(args.prior), "model": getattr(prior, "model_config", None), "input": args.input,
+        "measurement": args.measurement,
     })
     measurement = likelihood.y[0]
     shows_as_image = measurement.ndim == 3 and measurement.shape[0] == prior.shape[0]
