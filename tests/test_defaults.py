@@ -56,6 +56,25 @@ def test_a_huge_step_size_is_reported_as_divergence():
         TFG(rho=1e6, normalize=False)(prior, likelihood, sigmas[0] * torch.randn(8, 4, generator=g), sigmas, generator=g)
 
 
+def test_an_unstable_unguided_sampler_is_reported_not_returned():
+    """EDICT's coupled chains blow up at 10 steps on the digits prior (result RMS about 20 for data
+    in [-1, 1]); at 25 steps they do not."""
+    from diffguide.priors.embedded import load
+    from diffguide.schedules import prior_sigmas
+    from diffguide.solvers.edict import EDICT
+
+    prior = load("digits")
+    for steps, fails in ((10, True), (25, False)):
+        sigmas = prior_sigmas(prior, steps)
+        g = torch.Generator().manual_seed(0)
+        x = sigmas[0] * torch.randn(4, *prior.shape, generator=g)
+        if fails:
+            with pytest.raises(GuidanceDivergedError, match="result's RMS .* far outside the data range"):
+                EDICT()(prior, None, x, sigmas, generator=g)
+        else:
+            assert EDICT()(prior, None, x, sigmas, generator=g).abs().max() < 2
+
+
 def test_cli_exits_nonzero_on_divergence(tmp_path, capsys):
     Image.fromarray(np.full((16, 16), 128, dtype=np.uint8)).save(tmp_path / "in.png")
     code = main(["solve", "--prior", "digits", "--operator", "blur:sigma=1", "--input", str(tmp_path / "in.png"),

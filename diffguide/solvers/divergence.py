@@ -12,6 +12,9 @@ suggesting a smaller step size) when, for any sample:
   unguided sampling (no reward: an undertrained network is not a divergence). The clean
   estimate itself is not range-checked: an undertrained network's estimate at high noise can
   be far off without any guidance;
+- at the end, guided or not, a result whose RMS exceeds ``STATE_FACTOR * scale`` (for a bounded
+  data range): no sample of the prior is that far out, so the sampler itself was unstable (for
+  example EDICT's coupled chains at too few steps);
 - at the end, for a likelihood whose operator may be evaluated freely (not a black box), the
   data misfit ``||y - A(x)||`` exceeds ``MISFIT_FACTOR`` times the larger of the misfit of the
   run's first clean estimate (about the prior mean's) and the noise level
@@ -46,8 +49,9 @@ class DivergenceGuard:
 
     def __init__(self, denoiser, reward, solver: str):
         low, high = getattr(denoiser, "data_range", (-math.inf, math.inf))
-        # unguided sampling has no step size to blame: only its NaN/Inf are checked
-        self.scale = max(abs(low), abs(high)) if reward is not None else math.inf
+        self.data_scale = max(abs(low), abs(high))
+        # unguided sampling has no step size to blame: its steps are checked for NaN/Inf only
+        self.scale = self.data_scale if reward is not None else math.inf
         self.solver = solver
         self.likelihood = reward if isinstance(reward, Likelihood) and reward.operator.differentiable else None
         self.first_misfit: torch.Tensor | None = None
@@ -71,7 +75,12 @@ class DivergenceGuard:
             self.first_misfit = self._misfit(x0)
 
     def check_result(self, x: torch.Tensor, counts: Counters, steps: int) -> None:
-        """After the run: the final data misfit and the black box's failures."""
+        """After the run: the result's range, the final data misfit and the black box's failures."""
+        if math.isfinite(self.data_scale):
+            worst = float(_rms(x).max())
+            if not worst <= STATE_FACTOR * self.data_scale:
+                raise self._diverged(steps - 1, f"the result's RMS {worst:.3g} is far outside the data range "
+                                                f"+-{self.data_scale:g} (with few steps, use more)")
         if counts.operator_evals and counts.operator_failures > MAX_FAILED_FRACTION * counts.operator_evals:
             reasons = "; ".join(counts.failure_reasons) or "no reason recorded"
             raise BlackBoxFailedError(f"{self.solver}: the black-box operator failed {counts.operator_failures} of "
