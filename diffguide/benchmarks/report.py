@@ -5,7 +5,11 @@ and NFE budget, one column per solver; each cell the task's headline metric with
 wall time and the run's peak memory above the process's start), the full table of every
 metric, for ``gmm-posterior`` the sliced Wasserstein over the floor (1 is exact) against NFE,
 averaged over instances, and for tasks that save images a grid per instance (rows: solvers,
-columns: NFE budgets, the first image of seed 0)."""
+columns: NFE budgets, the first image of seed 0). Failed runs are listed first, one line each,
+and left out of the tables; where rows of one (task, instance, solver, NFE budget) were run
+with other settings (``--reduced``, task parameters, solver class or config, weights), only
+those with the settings of the latest run are reported. Rows of the older format (schema 1)
+are read too, their unrecorded settings as None (``results.from_schema_1``)."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -13,7 +17,8 @@ from pathlib import Path
 from statistics import mean
 
 from ..plotting import labelled_grid_figure, plt
-from .results import load_images, read_results
+from .failures import describe
+from .results import KEY, load_images, read_results, run_key
 
 HEADLINES = {
     "gmm-posterior": ("SW2 / floor", lambda m: f"{m['sliced_wasserstein'] / m['floor']:.2f}"),
@@ -24,6 +29,20 @@ HEADLINES = {
                       lambda m: f"{m['rel_l2_of_mean']:.3f} / {m['rel_l2']:.3f}, {m['misfit']:.1f}, "
                                 f"{m['operator_evals']:.0f} evals"),
 }
+
+
+def latest_settings(records: list[dict]) -> tuple[list[dict], int]:
+    """The rows run with the settings (the run key but the seed) of the latest run of their
+    (task, instance, solver, NFE budget), and how many others were left out."""
+    def group(record):
+        return record["task"], record["instance"], record["solver"], record["nfe_budget"]
+
+    def settings(record):
+        return tuple(value for field, value in zip(KEY, run_key(record)) if field != "seed")
+
+    latest = {group(record): settings(record) for record in records}
+    kept = [record for record in records if settings(record) == latest[group(record)]]
+    return kept, len(records) - len(kept)
 
 
 def summarise(records: list[dict]) -> dict[tuple, dict]:
@@ -138,12 +157,17 @@ def sample_grids(out: Path, records: list[dict]) -> list[Path]:
 def write_report(out: Path, solvers: list[str] | None = None, name: str = "report.md") -> Path:
     """Write ``out/name`` from ``out/results.jsonl``, over the runs of ``solvers`` (default: all)."""
     out = Path(out)
-    records = [r for r in read_results(out) if solvers is None or r["solver"] in solvers]
-    if not records:
+    rows = [r for r in read_results(out, older=True) if solvers is None or r["solver"] in solvers]
+    if not rows:
         raise ValueError(f"{out}: no results{' for ' + ', '.join(solvers) if solvers else ''} in results.jsonl; "
                          f"run diffguide bench TASK --out {out} first")
+    records, older = latest_settings([r for r in rows if r["status"] == "ok"])
+    failed = [r for r in rows if r["status"] == "failed"]
     summary = summarise(records)
-    text = ["# diffguide bench report", "", f"{len(records)} runs.", ""]
+    text = ["# diffguide bench report", "", f"{len(records)} runs ok, {len(failed)} failed."
+            + (f" {older} older runs with other settings left out." if older else ""), ""]
+    if failed:
+        text += ["## Failed runs", "", *(f"- {describe(row)}" for row in failed), ""]
     for task in sorted({task for (task, *_rest) in summary}):
         text += [f"## {task}", ""]
         if task == "gmm-posterior":

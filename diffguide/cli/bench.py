@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 from ..benchmarks.peer_methods import METHODS
+from .counts import check_count
 from .errors import UsageError
 from .lazy import resolve
+from .outputs import check_out
 from .specs import parse_spec, parse_solver
 
 #: task classes as ``"module:Class"``, imported when a command runs one (``lazy.resolve``)
@@ -36,7 +39,9 @@ def parse_bench_solver(spec: str):
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("bench", help="run a benchmark task, or 'bench report DIR'",
                               description="Run every (instance, solver, seed) of TASK at the NFE budget and append "
-                                          "one JSON line per run to DIR/results.jsonl (a rerun skips what is done); "
+                                          "one JSON line per run to DIR/results.jsonl (a rerun skips what is done, "
+                                          "failed runs too unless --retry-failed); a run that fails is recorded as "
+                                          "failed and the rest go on, and the exit code is 1 when some failed. "
                                           "'diffguide bench report DIR' writes DIR/report.md and plots.")
     p.add_argument("task", help=f"one of {', '.join(TASKS)}, or 'report'")
     p.add_argument("dir", nargs="?", help="with 'report': the results folder")
@@ -49,6 +54,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", help="results folder")
     p.add_argument("--name", default="report.md", help="with 'report': the report's file name in DIR")
     p.add_argument("--reduced", action="store_true", help="tiny instances (for tests)")
+    p.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1: in process)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786) "
@@ -57,27 +63,44 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> None:
-    from ..benchmarks.harness import run_benchmark
+    from ..benchmarks.failures import describe
+    from ..benchmarks.harness import failed_runs, plan, run_jobs
     from ..benchmarks.report import write_report
+    from ..benchmarks.results import RESULTS
 
     if args.task == "report":
-        if not args.dir:
-            raise UsageError("usage: diffguide bench report DIR")
+        if not args.dir or not Path(args.dir).is_dir():
+            raise UsageError("usage: diffguide bench report DIR (a results folder)")
         print(f"report: {write_report(Path(args.dir), args.solver, args.name)}")
         return
     if args.task not in TASKS:
         raise UsageError(f"unknown task {args.task!r}; expected one of {', '.join(TASKS)}")
-    if not args.out:
-        raise UsageError("--out DIR is required")
-    solvers = {spec: parse_bench_solver(spec) for spec in (args.solver or ["dps"])}
-    task = resolve(TASKS[args.task])()
+    budgets = list(dict.fromkeys(args.nfe or [100]))
+    for option, value in (("--nfe", min(budgets)), ("--seeds", args.seeds), ("--workers", args.workers)):
+        check_count(option, value, 1)
+    out = check_out(args.out)
+    if (out / RESULTS).exists() and not (out / RESULTS).is_file():
+        raise UsageError(f"--out {args.out}: {out / RESULTS} is not a file")
     if args.scheduler and args.workers > 1:
         raise UsageError("--scheduler runs on the cluster's workers; drop --workers")
+    solvers = {spec: parse_bench_solver(spec) for spec in (args.solver or ["dps"])}
+    jobs = plan(resolve(TASKS[args.task])(), solvers, args.seeds, budgets, args.reduced, args.instance)
     with executor_for(args) as executor:
-        for nfe in args.nfe or [100]:
-            written = run_benchmark(task, solvers, args.seeds, nfe, Path(args.out), reduced=args.reduced,
-                                    executor=executor, instances=args.instance)
-            print(f"{args.task} at {nfe} NFE: {len(written)} new runs -> {Path(args.out) / 'results.jsonl'}")
+        written = run_jobs(jobs, out, executor, args.retry_failed)
+    for nfe in budgets:
+        new = [row for row in written if row["nfe_budget"] == nfe]
+        failed_now = sum(row["status"] == "failed" for row in new)
+        print(f"{args.task} at {nfe} NFE: {len(new)} new runs ({failed_now} failed) -> {out / RESULTS}")
+    failed = failed_runs(jobs, out)
+    if not failed:
+        print(f"{args.task}: all {len(jobs)} runs ok")
+        return
+    print(f"{args.task}: {len(failed)} of {len(jobs)} runs failed:")
+    for row in failed:
+        print(f"  {describe(row)}")
+    print(f"diffguide bench: {len(failed)} of {len(jobs)} runs failed; a rerun skips them unless --retry-failed",
+          file=sys.stderr)
+    raise SystemExit(1)
 
 
 def executor_for(args):

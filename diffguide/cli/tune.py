@@ -3,20 +3,23 @@ solver's hyper-parameters on one benchmark instance (TFG's tuning strategy, ``di
 
 Each configuration runs the ``diffguide bench`` task on the instance for ``--seeds`` seeds at the
 NFE budget; its score is the mean of ``--metric`` (higher is better unless ``--minimize``; a
-diverged run scores NaN and ranks last). One JSON line per configuration goes to
-``DIR/tune.jsonl`` as it is scored, and the best solver spec is printed.
+configuration with a failed run, diverged or any other error, scores NaN and ranks last). One
+JSON line per configuration, with its runs' rows (a failed one with its error), goes to
+``DIR/tune.jsonl`` as it is scored, and the best solver spec is printed. Counts, budgets, factors,
+caps and ``--out`` are checked before anything is written.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-from pathlib import Path
 
 from ..tuning.beam_search import beam_search
 from .bench import TASKS
+from .counts import check_count
 from .errors import UsageError
 from .lazy import resolve
+from .outputs import check_out
 from .specs import parse_solver, parse_spec
 
 #: The paper's search (``searching.py`` of the TFG code): start, growth factor and cap per key.
@@ -58,6 +61,10 @@ def _search_space(args, solver) -> tuple[list[str], dict, dict, dict]:
                          f"tuned keys; tuned: {', '.join(keys)}; --start has {', '.join(start) or 'none'}")
     if any(value <= 0 for value in start.values()):
         raise UsageError("--start values must be positive (the search multiplies them)")
+    if any(value <= 0 or value == 1 for value in factor.values()):
+        raise UsageError(f"--factor values must be positive and not 1, got {factor}")
+    if any(value <= 0 for value in limits.values()):
+        raise UsageError(f"--max values must be positive, got {limits}")
     return keys, start, factor, limits
 
 
@@ -85,27 +92,26 @@ def add_parser(subparsers) -> None:
     p.add_argument("--rounds", type=int, default=6, help="search rounds (default 6)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default 1)")
     p.add_argument("--nfe", type=int, default=100, help="NFE budget passed to the task (default 100)")
-    p.add_argument("--out", required=True, help="folder for tune.jsonl")
+    p.add_argument("--out", help="folder for tune.jsonl (required)")
     p.add_argument("--reduced", action="store_true", help="the task's reduced instances and sizes (for tests)")
     p.set_defaults(run=run)
 
 
 def run(args) -> None:
-    from ..benchmarks.harness import run_one
-    from ..types import GuidanceDivergedError
+    from ..benchmarks.harness import run_one, run_record
 
     if args.task not in TASKS:
         raise UsageError(f"unknown task {args.task!r}; expected one of {', '.join(TASKS)}")
+    for option in ("beam", "rounds", "seeds", "nfe"):
+        check_count(f"--{option}", getattr(args, option), 1)
+    out = check_out(args.out)
     task = resolve(TASKS[args.task])()
     instances = task.instances(args.reduced)
     if args.instance not in instances:
         raise UsageError(f"unknown instance {args.instance!r} of {args.task}; expected one of {', '.join(instances)}")
-    if args.beam < 1 or args.rounds < 1 or args.seeds < 1 or args.nfe < 1:
-        raise UsageError("--beam, --rounds, --seeds and --nfe must be at least 1")
     base = parse_solver(args.solver)
     name, base_params = parse_spec(args.solver)
     keys, start, factor, limits = _search_space(args, base)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     history_file = out / HISTORY
     history_file.write_text("")  # a fresh history for this search
@@ -113,20 +119,18 @@ def run(args) -> None:
 
     def evaluate(config: dict) -> float:
         solver = dataclasses.replace(base, **config)
+        spec = _spec(name, {**base_params, **config})
         runs_of_last.clear()
         for seed in range(args.seeds):
-            record = {"task": task.name, "instance": args.instance, "solver": _spec(name, {**base_params, **config}),
-                      "config": dataclasses.asdict(solver), "seed": seed, "nfe_budget": args.nfe}
-            try:
-                result = run_one((task, record, solver, args.reduced))
-            except GuidanceDivergedError as err:
-                runs_of_last.append(dict(record, diverged=str(err)))
-                return math.nan
+            record = run_record(task, args.instance, spec, solver, seed, args.nfe, args.reduced)
+            result = run_one((task, record, solver))
             result.pop("images", None)
+            runs_of_last.append(result)
+            if result["status"] == "failed":  # a diverged or failed run scores NaN and ranks last
+                return math.nan
             if args.metric not in result["metrics"]:
                 raise UsageError(f"task {args.task} has no metric {args.metric!r}; it reports "
                                  f"{', '.join(result['metrics'])}")
-            runs_of_last.append(result)
         return sum(run["metrics"][args.metric] for run in runs_of_last) / len(runs_of_last)
 
     def write(entry: dict) -> None:
@@ -141,6 +145,6 @@ def run(args) -> None:
     score = next(entry["score"] for entry in history if entry["config"] == best)
     print(f"{len(history)} configurations -> {history_file}")
     if math.isnan(score):
-        print("every configuration diverged; try smaller --start values")
+        print("every configuration failed (their errors are in tune.jsonl); try smaller --start values")
         return
     print(f"best {args.metric} = {score:.6g}: {_spec(name, {**base_params, **best})}")
