@@ -39,14 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     from ..types import GuidanceDivergedError  # imports torch: only once a command runs
 
     try:
-        args.run(args)
+        code = args.run(args)
     except ValueError as err:  # UsageError and the library's own early checks
         print(f"diffguide {args.command}: error: {err}", file=sys.stderr)
         return 2
     except GuidanceDivergedError as err:
         print(f"diffguide {args.command}: error: {err}", file=sys.stderr)
         return 1
-    return 0
+    return code or 0  # a command returns 1 when part of its work failed (bench: some runs)
 
 
 def console() -> None:

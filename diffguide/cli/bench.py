@@ -62,7 +62,7 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def run(args) -> None:
+def run(args) -> int | None:
     from ..benchmarks.failures import describe
     from ..benchmarks.harness import failed_runs, plan, run_jobs
     from ..benchmarks.report import write_report
@@ -100,7 +100,7 @@ def run(args) -> None:
         print(f"  {describe(row)}")
     print(f"diffguide bench: {len(failed)} of {len(jobs)} runs failed; a rerun skips them unless --retry-failed",
           file=sys.stderr)
-    raise SystemExit(1)
+    return 1
 
 
 def executor_for(args):
