@@ -335,3 +335,14 @@ def test_any_image_size_is_padded_for_the_unet_and_cropped_back():
     with torch.no_grad():
         eps = unet(x * torch.rsqrt(1 + s**2), denoiser.timestep(sigma).float()).sample
         assert torch.equal(denoiser(x, sigma), x - s * eps)
+
+
+def test_a_sigma_below_the_trained_range_is_evaluated_at_timestep_0_with_a_warning():
+    from diffguide.priors.embedded import load
+
+    prior = load("digits")
+    with pytest.warns(RuntimeWarning, match="below the prior's sigma_min"):
+        timestep = prior.timestep(torch.tensor([prior.sigma_min / 10], dtype=torch.float64))
+    assert float(timestep) == 0.0
+    with pytest.warns(RuntimeWarning, match="below the prior's sigma_min"):
+        assert torch.isfinite(prior(torch.zeros(1, *prior.shape), prior.sigma_min / 10)).all()

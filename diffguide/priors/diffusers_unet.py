@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import warnings
 from pathlib import Path
 
 import diffusers
@@ -122,8 +123,16 @@ class DiffusersDenoiser(torch.nn.Module):
         """Continuous training timestep of each ``sigma`` (float64).
 
         The table is first rounded to ``sigma``'s dtype, so the scheduler's own sigmas
-        map to exact integers also after a schedule was cast to, say, float32."""
-        return timestep_of_sigma(sigma, self.sigma_table.to(sigma.dtype).double())
+        map to exact integers also after a schedule was cast to, say, float32. A sigma below the
+        trained range is evaluated at its lowest level (timestep 0), with a ``RuntimeWarning``:
+        the network never saw less noise, and at that level its estimate is nearly the input.
+        (Above the range, solvers refuse the schedule before sampling.)"""
+        table = self.sigma_table.to(sigma.dtype).double()
+        if bool((sigma < table[0] * (1 - 1e-6)).any()):
+            warnings.warn(f"sigma {float(sigma.min()):.3g} is below the prior's sigma_min {float(table[0]):.3g}; "
+                          "the network is evaluated at sigma_min (use diffguide.schedules.prior_sigmas for a "
+                          "schedule in its range)", RuntimeWarning, stacklevel=2)
+        return timestep_of_sigma(sigma, table)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, /, **cond) -> torch.Tensor:
         sigma = sigma_batch(sigma, x)
