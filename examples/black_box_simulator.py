@@ -44,9 +44,11 @@ if args.quick:
     args.particles, args.steps = 16, 10
 
 grid = torch.arange(POINTS, dtype=torch.float64)
-distance = (grid[:, None] - grid[None, :]).abs()
-distance = torch.minimum(distance, POINTS - distance)  # periodic
-prior = GaussianPrior(torch.zeros(POINTS), torch.exp(-0.5 * (distance / 4.0) ** 2) + 1e-4 * torch.eye(POINTS))
+# the periodic kernel exp(-2 sin^2(pi d / P) / l^2), positive definite on the ring (a Gaussian of the
+# wrapped distance is not); l = 8 pi / P makes it exp(-d^2 / 32) for short distances d
+lengthscale = 8 * torch.pi / POINTS
+covariance = torch.exp(-2 * torch.sin(torch.pi * (grid[:, None] - grid[None, :]) / POINTS) ** 2 / lengthscale**2)
+prior = GaussianPrior(torch.zeros(POINTS), covariance + 1e-4 * torch.eye(POINTS))
 generator = torch.Generator().manual_seed(0)
 truth = prior.sample(1, generator)
 operator = BlackBox(simulate, input_shape=(POINTS,), output_shape=(len(SENSORS),))

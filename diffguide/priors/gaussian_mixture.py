@@ -128,10 +128,12 @@ def _psd_eigen(covs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = int(asymmetry.argmax())
         raise ValueError(f"covariance {k} is not symmetric (largest |C - C^T| is {float(asymmetry[k]):.3g} of its "
                          "largest entry); expected a symmetric positive semi-definite matrix")
-    eigvals, eigvecs = torch.linalg.eigh(0.5 * (covs + covs.transpose(1, 2)))
-    lowest = eigvals[:, 0] / eigvals.abs().amax(dim=1).clamp(min=torch.finfo(covs.dtype).tiny)
+    # in float64: a float32 eigensolver's own error (about d * 1e-7 of the largest eigenvalue) would
+    # make a PSD matrix with a small jitter look indefinite
+    eigvals, eigvecs = torch.linalg.eigh(0.5 * (covs + covs.transpose(1, 2)).double())
+    lowest = eigvals[:, 0] / eigvals.abs().amax(dim=1).clamp(min=torch.finfo(torch.float64).tiny)
     if bool((lowest < -COV_TOLERANCE).any()):
         k = int(lowest.argmin())
         raise ValueError(f"covariance {k} is not positive semi-definite (smallest eigenvalue "
                          f"{float(eigvals[k, 0]):.3g}); expected a symmetric positive semi-definite matrix")
-    return eigvals.clamp(min=0), eigvecs
+    return eigvals.clamp(min=0).to(covs.dtype), eigvecs.to(covs.dtype)
