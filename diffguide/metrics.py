@@ -6,6 +6,8 @@ from __future__ import annotations
 import kornia
 import torch
 
+from .noise import randn
+
 __all__ = ["psnr", "ssim", "relative_l2", "sliced_wasserstein"]
 
 
@@ -34,7 +36,7 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_projections: int = 25
     a, b = a.flatten(1).to(torch.float64), b.flatten(1).to(torch.float64)
     if a.shape != b.shape:
         raise ValueError(f"sample sets must have the same size and dimension, got {tuple(a.shape)} and {tuple(b.shape)}")
-    theta = torch.randn(a.shape[1], n_projections, generator=generator, dtype=torch.float64)
+    theta = randn((a.shape[1], n_projections), generator, dtype=torch.float64, device=a.device)
     theta = theta / theta.norm(dim=0, keepdim=True)
     pa, pb = (a @ theta).sort(dim=0).values, (b @ theta).sort(dim=0).values
     return (pa - pb).pow(2).mean().sqrt()

@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from ..noise import randn
 from ..operators.base import Operator
 from ..operators.function import as_operator
 from ..validation import positive
@@ -92,5 +93,5 @@ class GaussianLikelihood(Likelihood):
         """Measure ``x`` through ``operator`` with Gaussian noise and return the likelihood."""
         with torch.no_grad():
             clean = operator(x)
-            noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype, device=clean.device)
+            noise = randn(clean.shape, generator, dtype=clean.dtype, device=clean.device)
         return cls(operator, clean + sigma_y * noise, sigma_y)

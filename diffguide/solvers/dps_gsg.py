@@ -46,6 +46,7 @@ from typing import Callable, Literal
 
 import torch
 
+from ..noise import randn
 from ..rewards.likelihood import Likelihood
 from ..types import per_sample
 from ..validation import fraction, integer, non_negative, one_of, positive
@@ -67,7 +68,7 @@ def gaussian_smoothed_gradient(h: Callable[[torch.Tensor], torch.Tensor], x0: to
     used = torch.zeros(batch, dtype=x0.dtype, device=x0.device)
     for start in range(0, directions, per_call):
         k = min(per_call, directions - start)
-        u = torch.randn((k, *x0.shape), generator=generator, dtype=x0.dtype, device=x0.device)
+        u = randn((k, *x0.shape), generator, dtype=x0.dtype, device=x0.device)
         plus = h((x0 + mu * u).reshape(k * batch, *shape)).reshape(k, batch)
         if central:
             minus = h((x0 - mu * u).reshape(k * batch, *shape)).reshape(k, batch)

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..counting import Counters, count
+from ..noise import randn
 from ..types import sigma_batch
 from .divergence import DivergenceGuard
 from .record import StepRecord
@@ -68,7 +69,7 @@ class Run:
         return x0 if math.isinf(low) and math.isinf(high) else x0.clamp(low, high)
 
     def noise_like(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.randn(x.shape, generator=self.generator, dtype=x.dtype, device=x.device)
+        return randn(x.shape, self.generator, dtype=x.dtype, device=x.device)
 
     def record(self, index: int, sigma, x: torch.Tensor, x0: torch.Tensor) -> None:
         """Check the new state for divergence and hand the step to the callback."""

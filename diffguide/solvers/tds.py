@@ -44,6 +44,7 @@ from typing import Literal
 import torch
 
 from ..counting import count
+from ..noise import rand
 from ..operators.base import LinearOperator
 from ..rewards.likelihood import GaussianLikelihood, Likelihood
 from ..validation import fraction, non_negative, one_of
@@ -57,7 +58,7 @@ def systematic_resampling(log_weights: torch.Tensor, generator: torch.Generator 
     then the particles whose cumulative weight holds ``(u + k) / n`` for ``k = 0 .. n - 1``."""
     n = log_weights.numel()
     cumulative = torch.cumsum(torch.softmax(log_weights.double(), 0), 0)
-    u = (torch.rand(1, generator=generator, dtype=torch.float64, device=log_weights.device)
+    u = (rand(1, generator, dtype=torch.float64, device=log_weights.device)
          + torch.arange(n, dtype=torch.float64, device=log_weights.device)) / n
     return torch.searchsorted(cumulative, u).clamp(max=n - 1)
 

@@ -48,6 +48,7 @@ import math
 
 import torch
 
+from ..noise import randn
 from ..validation import flag, fraction, integer, non_negative, one_of
 from .base import Solver
 from .likelihood_objective import guidance_objective, limited_step, noise_level_value
@@ -146,8 +147,8 @@ class TFG(Solver):
             for n in range(self.n_recur):
                 noise = None  # 1. the smoothing draws, shared by both guidance terms of this recurrence
                 if self.gamma > 0:
-                    noise = gamma[i] * torch.randn((self.mc_samples, *x.shape), generator=generator,
-                                                   dtype=x.dtype, device=x.device)
+                    noise = gamma[i] * randn((self.mc_samples, *x.shape), generator, dtype=x.dtype,
+                                                 device=x.device)
                 objective = smoothed(reward, noise)
                 if self.rho != 0:  # 2-3. variance guidance: rho_t (1 + sigma^2) grad_x log f~(clip(D(x)))
                     x0, values, grad = run.denoise_with_grad(x, sigma, lambda x0: objective(run.clip(x0)))
