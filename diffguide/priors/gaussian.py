@@ -26,7 +26,8 @@ class GaussianPrior(GaussianMixturePrior):
         if tuple(cov.shape) != (d, d):
             raise ValueError(f"cov must be ({d}, {d}) for a mean of {d} values, got shape {tuple(cov.shape)}")
         shape = kwargs.pop("shape", tuple(mean.shape))
-        super().__init__(torch.ones(1), mean.reshape(1, -1), cov[None], shape=shape, **kwargs)
+        super().__init__(torch.ones(1, dtype=torch.float64, device=mean.device), mean.reshape(1, -1), cov[None],
+                         shape=shape, **kwargs)
 
     def posterior(self, operator, y, sigma_y) -> "GaussianPrior":
         post = super().posterior(operator, y, sigma_y)

@@ -24,6 +24,7 @@ import math
 
 import torch
 
+from ..noise import randn
 from ..types import sigma_batch
 from ..validation import Number, finite_tensor, integer, non_negative
 
@@ -31,7 +32,7 @@ from ..validation import Number, finite_tensor, integer, non_negative
 COV_TOLERANCE = 1e-5
 
 
-class GaussianMixturePrior:
+class GaussianMixturePrior(torch.nn.Module):
     """A Gaussian mixture ``sum_k w_k N(mu_k, C_k)`` as a denoiser with a closed form (module docstring).
 
     ``weights`` (K,), non-negative and summing to 1, ``means`` (K, d), ``covs`` (K, d, d), symmetric
@@ -40,14 +41,16 @@ class GaussianMixturePrior:
     noise level, so a solver refuses no schedule for starting too high).
     ``data_range`` is unbounded (assign a box to clip). ``sample(n)`` draws exactly;
     ``posterior(operator, y, sigma_y)`` is the exact posterior for a linear operator (it uses
-    ``operator.matrix``) and Gaussian noise. Computes in float64, returns the input's dtype.
+    ``operator.matrix``) and Gaussian noise. Computes in float64, returns the input's dtype. Its
+    tensors are buffers, so ``prior.to(device)`` moves it (keep them float64).
     """
 
     def __init__(self, weights, means, covs, *, shape: tuple[int, ...] | None = None,
                  sigma_min: float = 1e-3, sigma_max: float = math.inf):
-        self.weights = finite_tensor("mixture weights", weights, torch.float64)
-        self.means = finite_tensor("mixture means", means, torch.float64)
-        self.covs = finite_tensor("mixture covariances", covs, torch.float64)
+        super().__init__()
+        self.register_buffer("weights", finite_tensor("mixture weights", weights, torch.float64))
+        self.register_buffer("means", finite_tensor("mixture means", means, torch.float64))
+        self.register_buffer("covs", finite_tensor("mixture covariances", covs, torch.float64))
         if self.means.ndim != 2 or 0 in self.means.shape:
             raise ValueError(f"mixture means must be (K, d) with K, d >= 1, got shape {tuple(self.means.shape)}")
         k, d = self.means.shape
@@ -57,7 +60,9 @@ class GaussianMixturePrior:
         if (self.weights < 0).any() or not math.isclose(float(self.weights.sum()), 1.0, rel_tol=1e-6):
             raise ValueError(f"mixture weights must be non-negative and sum to 1, got {self.weights.tolist()} "
                              f"(sum {float(self.weights.sum()):.6g})")
-        self.eigvals, self.eigvecs = _psd_eigen(self.covs)
+        eigvals, eigvecs = _psd_eigen(self.covs)
+        self.register_buffer("eigvals", eigvals)
+        self.register_buffer("eigvecs", eigvecs)
         self.covs = 0.5 * (self.covs + self.covs.transpose(1, 2))
         self.shape = tuple(integer(1)("shape entries", size) for size in shape) if shape is not None else (d,)
         if math.prod(self.shape) != d:
@@ -81,7 +86,7 @@ class GaussianMixturePrior:
         second = torch.einsum("k,kij->ij", self.weights, self.covs + self.means[:, :, None] * self.means[:, None, :])
         return second - m[:, None] * m[None, :]
 
-    def __call__(self, x: torch.Tensor, sigma, /, **cond) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma, /, **cond) -> torch.Tensor:
         s2 = sigma_batch(sigma, x).to(torch.float64).pow(2)[:, None, None]  # (B, 1, 1)
         flat = x.reshape(x.shape[0], -1).to(torch.float64)
         z = torch.einsum("kji,bkj->bki", self.eigvecs, flat[:, None, :] - self.means[None])  # U_k^T (x - mu_k)
@@ -94,19 +99,20 @@ class GaussianMixturePrior:
 
     def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float64) -> torch.Tensor:
         """``n`` exact samples, shape (n, *shape)."""
-        comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
+        draw_on = generator.device if generator is not None else self.weights.device
+        comp = torch.multinomial(self.weights.to(draw_on), n, replacement=True, generator=generator).to(self.means.device)
+        eps = randn((n, self.dim), generator, dtype=torch.float64, device=self.means.device)
         x = self.means[comp] + torch.einsum("nij,nj->ni", self.eigvecs[comp], self.eigvals[comp].sqrt() * eps)
         return x.reshape(n, *self.shape).to(dtype)
 
     def posterior(self, operator, y: torch.Tensor, sigma_y: float) -> "GaussianMixturePrior":
         """The exact posterior given one measurement ``y = operator(x0) + sigma_y n``."""
-        a = operator.matrix(self.shape)  # (m, d)
-        y = y.reshape(-1).to(torch.float64)
+        a = operator.matrix(self.shape).to(device=self.means.device, dtype=torch.float64)  # (m, d)
+        y = y.reshape(-1).to(device=self.means.device, dtype=torch.float64)
         if y.numel() != a.shape[0]:
             raise ValueError(f"operator maps to {a.shape[0]} values but y has {y.numel()}")
         ac = a @ self.covs  # (K, m, d)
-        s = ac @ a.T + sigma_y**2 * torch.eye(a.shape[0], dtype=torch.float64)  # S_k
+        s = ac @ a.T + sigma_y**2 * torch.eye(a.shape[0], dtype=torch.float64, device=a.device)  # S_k
         resid = y[None] - self.means @ a.T  # y - A mu_k
         gain = torch.linalg.solve(s, ac).transpose(1, 2)  # K_k = C_k A^T S_k^{-1} (S_k symmetric)
         means = self.means + torch.einsum("kdm,km->kd", gain, resid)
