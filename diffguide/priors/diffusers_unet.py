@@ -128,7 +128,7 @@ class DiffusersDenoiser(torch.nn.Module):
         the network never saw less noise, and at that level its estimate is nearly the input.
         (Above the range, solvers refuse the schedule before sampling.)"""
         table = self.sigma_table.to(sigma.dtype).double()
-        if bool((sigma < table[0] * (1 - 1e-6)).any()):
+        if bool((sigma < table[0] * (1 - 1e-3)).any()):  # rounding is not a mistake (as for sigma_max)
             warnings.warn(f"sigma {float(sigma.min()):.3g} is below the prior's sigma_min {float(table[0]):.3g}; "
                           "the network is evaluated at sigma_min (use diffguide.schedules.prior_sigmas for a "
                           "schedule in its range)", RuntimeWarning, stacklevel=2)
