@@ -23,6 +23,7 @@ import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
 from ..counting import counting
+from ..noise import randn
 from ..operators.deepinv_physics import from_deepinv
 from ..priors.deepinv_denoiser import ToDeepinv
 from ..priors.diffusers_unet import DiffusersDenoiser
@@ -34,10 +35,23 @@ from ..solvers.dps import DPS
 from ..solvers.run import set_progress
 
 
+def synchronize() -> None:
+    """Wait for queued CUDA work (a no-op without CUDA), so that wall times cover the work."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def seconds(fn) -> float:
+    synchronize()
     start = time.perf_counter()
     fn()
+    synchronize()
     return time.perf_counter() - start
+
+
+def image_shape(unet) -> tuple[int, int, int]:
+    """(C, H, W) of a square ``UNet2DModel``'s samples."""
+    return unet.config.in_channels, unet.config.sample_size, unet.config.sample_size
 
 
 def small_unet() -> tuple[UNet2DModel, DDIMScheduler]:
@@ -49,8 +63,10 @@ def small_unet() -> tuple[UNet2DModel, DDIMScheduler]:
 
 
 def ddim_overhead(unet, scheduler, steps: int, batch: int, repeats: int) -> dict:
-    noise = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    denoiser = DiffusersDenoiser(unet, scheduler.alphas_cumprod, "epsilon")
+    # on the UNet's device; drawn on the CPU (the CPU numbers on any device)
+    noise = randn((batch, *image_shape(unet)), torch.Generator().manual_seed(1), dtype=torch.float32,
+                  device=unet.device)
+    denoiser = DiffusersDenoiser(unet, scheduler.alphas_cumprod, scheduler.config.prediction_type).to(unet.device)
     sigmas = scheduler_sigmas(scheduler, steps)
     start_ve = noise * float(torch.sqrt(1 + sigmas[0] ** 2))  # VP x_T -> VE x = x_T / sqrt(abar_T)
 
@@ -92,34 +108,39 @@ def run_both_dps(denoiser, physics, y, sigma_y, steps, batch, shape, seed):
     # the wrapper passes images through as they are: y and sigma_y go from [0, 1] to [-1, 1] units here
     likelihood = GaussianLikelihood(from_deepinv(physics, data_range=None), 2 * y - 1, 2 * sigma_y)
     sigmas = vp_sigmas(steps, t_min=1.0 / steps).to(y.dtype)
-    generator = torch.Generator().manual_seed(seed)
-    x = sigmas[0] * torch.randn(batch, *shape, generator=generator, dtype=y.dtype)
+    generator = torch.Generator(y.device).manual_seed(seed)  # on y's device, as diffguide's per-step noise
+    x = sigmas[0] * randn((batch, *shape), generator, dtype=y.dtype, device=y.device)
     ours_solver = DPS(zeta=1.0)
     theirs_model, theirs_calls = counted(denoiser)
     # deepinv's time grid of num_steps points has num_steps - 1 denoiser calls: give it steps + 1 for equal NFE;
     # its weight multiplies the residual norm in [0, 1] units, half of ours in [-1, 1]: 0.5 is our zeta = 1.
+    # deepinv draws with its rng on its device: the generator must live on y's device
     theirs_solver = deepinv.sampling.DPS(theirs_model, num_steps=steps + 1, weight=0.5, dtype=y.dtype,
-                                         rng=torch.Generator().manual_seed(seed))
+                                         device=y.device, rng=torch.Generator(y.device).manual_seed(seed))
 
+    synchronize()
     start = time.perf_counter()
     with counting() as counts:
         ours = ours_solver(denoiser, likelihood, x, sigmas, generator=generator)
+    synchronize()
     ours_s = time.perf_counter() - start
     start = time.perf_counter()
     theirs = theirs_solver(y.expand(batch, *y.shape[1:]), physics, x_init=(batch, *shape), seed=seed)
+    synchronize()
     theirs_s = time.perf_counter() - start
     return {"diffguide": (ours, ours_s, counts.nfe), "deepinv": (2 * theirs - 1, theirs_s, theirs_calls["n"])}
 
 
 def dps_timing(unet, scheduler, steps, batch, repeats) -> dict:
-    denoiser = DiffusersDenoiser(unet, scheduler.alphas_cumprod, "epsilon")
-    g = torch.Generator().manual_seed(2)
-    mask = (torch.rand(1, 32, 32, generator=g) > 0.5).float()
-    physics = deepinv.physics.Inpainting(img_size=(3, 32, 32), mask=mask)
-    y = physics.A(torch.rand(1, 3, 32, 32, generator=g))
+    device, shape = unet.device, image_shape(unet)
+    denoiser = DiffusersDenoiser(unet, scheduler.alphas_cumprod, scheduler.config.prediction_type).to(device)
+    g = torch.Generator().manual_seed(2)  # the CPU draws, moved to the UNet's device
+    mask = (torch.rand(1, *shape[1:], generator=g) > 0.5).float().to(device)
+    physics = deepinv.physics.Inpainting(img_size=shape, mask=mask, device=device)
+    y = physics.A(torch.rand(1, *shape, generator=g).to(device))
     best = {"diffguide": float("inf"), "deepinv": float("inf")}
     for _ in range(repeats):
-        for name, (_, seconds, nfe) in run_both_dps(denoiser, physics, y, 0.05, steps, batch, (3, 32, 32), 0).items():
+        for name, (_, seconds, nfe) in run_both_dps(denoiser, physics, y, 0.05, steps, batch, shape, 0).items():
             best[name] = min(best[name], seconds)
             best[name + "_nfe"] = nfe
     best["ratio"] = best["diffguide"] / best["deepinv"]
