@@ -177,27 +177,32 @@ def physical_limit(unet, denoiser, likelihood, sigmas, batch: int, repeats: int,
     return {"forward_backward_ms": 1e3 * fb_s / steps, "dps_step_ms": 1e3 * dps_s / steps, "ratio": dps_s / fb_s}
 
 
+def attempt(fn, *args) -> dict:
+    """``fn(*args)``, or ``{"error": ...}``: a report that names a failure beats no report."""
+    try:
+        return fn(*args)
+    except Exception as error:
+        return {"error": f"{type(error).__name__}: {' '.join(str(error).split())[:160]}"}
+
+
 def measure(setting: Setting, device: torch.device) -> dict:
     unet, scheduler = bench_unet(setting, device)
     out = {"parameters_m": sum(p.numel() for p in unet.parameters()) / 1e6}
     forward_backward(unet, 1, device)()  # one-time start-up (kernels, allocator) outside every timing
-    out["ddim"] = ddim_overhead(unet, scheduler, setting.steps, setting.overhead_batch, setting.repeats + 1)
-    out["dps"] = dps_timing(unet, scheduler, setting.steps, setting.overhead_batch, setting.repeats + 1)
+    out["ddim"] = attempt(ddim_overhead, unet, scheduler, setting.steps, setting.overhead_batch, setting.repeats + 1)
+    out["dps"] = attempt(dps_timing, unet, scheduler, setting.steps, setting.overhead_batch, setting.repeats + 1)
     denoiser = DiffusersDenoiser(unet, scheduler.alphas_cumprod, "sample").to(device)
     likelihood = inpainting(denoiser.shape, device)
     sigmas = scheduler_sigmas(scheduler, setting.solver_steps).float()
     out["solvers"] = {}
     for name, solver in solvers(setting).items():
         for batch in setting.batches:
-            if getattr(solver, "batch_is_ensemble", False) and isinstance(solver, EnKG) and batch < 2:
+            if isinstance(solver, EnKG) and batch < 2:  # an ensemble method: at least 2 particles
                 out["solvers"][name, batch] = {"skipped": "needs >= 2 particles"}
                 continue
-            try:
-                out["solvers"][name, batch] = solver_row(solver, denoiser, likelihood, sigmas, batch,
-                                                         setting.repeats, device)
-            except Exception as error:  # a report with the failure beats no report
-                out["solvers"][name, batch] = {"skipped": f"{type(error).__name__}: {str(error)[:120]}"}
-    out["limit"] = {batch: physical_limit(unet, denoiser, likelihood, sigmas, batch, setting.repeats, device)
+            row = attempt(solver_row, solver, denoiser, likelihood, sigmas, batch, setting.repeats, device)
+            out["solvers"][name, batch] = {"skipped": row["error"]} if "error" in row else row
+    out["limit"] = {batch: attempt(physical_limit, unet, denoiser, likelihood, sigmas, batch, setting.repeats, device)
                     for batch in setting.batches}
     return out
 
@@ -231,10 +236,12 @@ def report(setting: Setting, device: torch.device, results: dict, seconds: float
         "|---|---|---|---|",
     ]
     d = results["ddim"]
-    lines += [f"| {d['diffusers_s']:.3f} | {d['diffguide_s']:.3f} | {d['ratio']:.3f} | {d['max_abs_diff']:.1e} |", ""]
+    lines += [f"| failed: {d['error']} | n/a | n/a | n/a |" if "error" in d else
+              f"| {d['diffusers_s']:.3f} | {d['diffguide_s']:.3f} | {d['ratio']:.3f} | {d['max_abs_diff']:.1e} |", ""]
     p = results["dps"]
     lines += [f"## (b) DPS against deepinv's DPS at equal network passes ({s.steps} steps, batch {s.overhead_batch})",
               "", "| deepinv DPS (s) | NFE | diffguide DPS (s) | NFE | ratio |", "|---|---|---|---|---|",
+              f"| failed: {p['error']} | n/a | n/a | n/a | n/a |" if "error" in p else
               f"| {p['deepinv']:.3f} | {p['deepinv_nfe']} | {p['diffguide']:.3f} | {p['diffguide_nfe']} | "
               f"{p['ratio']:.3f} |", ""]
     lines += [f"## (c) Against the physical limit: one DPS step over one UNet forward + backward "
@@ -244,6 +251,9 @@ def report(setting: Setting, device: torch.device, results: dict, seconds: float
               "| batch | UNet forward + backward to the input (ms) | diffguide DPS step (ms) | ratio (goal <= 1.1) |",
               "|---|---|---|---|"]
     for batch, row in results["limit"].items():
+        if "error" in row:
+            lines.append(f"| {batch} | n/a | n/a | n/a (failed: {row['error']}) |")
+            continue
         lines.append(f"| {batch} | {fmt(row['forward_backward_ms'])} | {fmt(row['dps_step_ms'])} | "
                      f"{fmt(row['ratio'], 3)} |")
     memory = "CUDA allocator peak above the run's start" if device.type == "cuda" else \

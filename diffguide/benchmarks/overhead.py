@@ -59,7 +59,7 @@ def small_unet() -> tuple[UNet2DModel, DDIMScheduler]:
     unet = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(64, 128, 128),
                        layers_per_block=1, down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
                        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D")).eval()
-    return unet, DDIMScheduler(clip_sample=False)
+    return unet, DDIMScheduler(clip_sample=False, prediction_type="sample")  # random weights: x0 bounded
 
 
 def ddim_overhead(unet, scheduler, steps: int, batch: int, repeats: int) -> dict:
