@@ -346,3 +346,13 @@ def test_digit_rewards_refuse_what_they_cannot_score():
     with pytest.raises(ValueError, match="not differentiable"):  # gradient guidance refuses them
         solve(DPS(step_size="constant"), GaussianPrior(torch.zeros(64), torch.eye(64), shape=(1, 8, 8)),
               ComponentCountReward(1), n=2, steps=3)
+
+
+def test_enkg_ode_method_option():
+    """A torchdiffeq integrator for the inner estimate runs; "euler" is the default; bad names are refused."""
+    prior, likelihood, _, _ = linear_gaussian()
+    assert EnKG().ode_method == "euler"
+    out = solve(EnKG(guidance_scale=0.1, ode_method="rk4"), prior, likelihood, n=8, steps=10)
+    assert torch.isfinite(out).all()
+    with pytest.raises(ValueError):
+        EnKG(ode_method="nope")

@@ -64,9 +64,9 @@ import dataclasses
 import torch
 
 from ..rewards.likelihood import Likelihood
-from ..validation import fraction, integer, non_negative, ordered
+from ..validation import fraction, integer, non_negative, one_of, ordered
 from .base import Solver
-from .ode_estimate import Denoise, inner_sigmas, ode_estimate, ode_step
+from .ode_estimate import ODE_METHODS, Denoise, inner_sigmas, ode_estimate_with, ode_step
 
 
 def misfit_gradient(likelihood: Likelihood, y_pred: torch.Tensor) -> torch.Tensor:
@@ -79,9 +79,9 @@ def misfit_gradient(likelihood: Likelihood, y_pred: torch.Tensor) -> torch.Tenso
 
 
 def ensemble_kalman_update(denoise: Denoise, likelihood: Likelihood, x: torch.Tensor, inner: torch.Tensor,
-                           step: float) -> torch.Tensor:
+                           step: float, ode_method: str = "euler") -> torch.Tensor:
     """One update of the ensemble ``x`` (J, ...) at the noise level ``inner[0]`` (steps 1-3 above)."""
-    x0 = ode_estimate(denoise, x, inner)  # step 1: x0^j = ODE(x^j)
+    x0 = ode_estimate_with(denoise, x, inner, ode_method)  # step 1: x0^j = ODE(x^j)
     y_pred = likelihood.operator(x0)  # step 2: y^j = A(x0^j), J evaluations
     finite = torch.isfinite(y_pred.flatten(1)).all(1)
     if int(finite.sum()) < 2:
@@ -120,7 +120,7 @@ class EnKG(Solver):
     batch_is_ensemble = True
     limits = {"guidance_scale": non_negative, "updates": integer(1), "min_step_ratio": fraction,
               "guidance_start": fraction, "guidance_stop": fraction, "max_inner_steps": integer(1),
-              "inner_step_divisor": integer(1)}
+              "inner_step_divisor": integer(1), "ode_method": one_of(*ODE_METHODS)}
 
     guidance_scale: float = 2.0
     updates: int = 2
@@ -129,6 +129,8 @@ class EnKG(Solver):
     guidance_stop: float = 0.95
     max_inner_steps: int = 20
     inner_step_divisor: int = 4
+    #: the inner ODE's integrator: "euler" (DDIM, the authors') or a torchdiffeq method (``ode_estimate_with``)
+    ode_method: str = "euler"
 
     def __post_init__(self):
         super().__post_init__()
@@ -162,7 +164,7 @@ class EnKG(Solver):
             if self.guided(i, n_steps):
                 inner = inner_sigmas(run.sigmas, i, self.inner_steps(i, n_steps))
                 for _ in range(self.updates):
-                    x = ensemble_kalman_update(run.denoise, reward, x, inner, self.step_size(i, n_steps))
+                    x = ensemble_kalman_update(run.denoise, reward, x, inner, self.step_size(i, n_steps), self.ode_method)
             x, x0 = ode_step(run.denoise, x, sigma, sigma_next)  # the prior's ODE step
             run.record(i, sigma_next, x, x0)
         return x
