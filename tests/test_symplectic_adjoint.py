@@ -173,3 +173,12 @@ def test_rejects_bad_settings():
     likelihood.operator.differentiable = False
     with pytest.raises(ValueError, match="not differentiable"):
         sample(SymplecticAdjointGuidance(), prior, likelihood, n=2, steps=3)
+
+
+def test_sag_ode_method_only_euler():
+    """The discrete adjoint is exact for Euler steps only: other integrators are refused with the reason."""
+    import pytest as _pytest
+    from diffguide.solvers.symplectic_adjoint import SymplecticAdjointGuidance as _SAG
+    assert _SAG(ode_method="euler").ode_method == "euler"
+    with _pytest.raises(ValueError, match="adjoint"):
+        _SAG(ode_method="rk4")

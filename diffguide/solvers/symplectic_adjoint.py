@@ -113,7 +113,9 @@ class SymplecticAdjointGuidance(Solver):
 
     needs = "gradient"
     limits = {"inner_steps": integer(1), "rho": non_negative, "step_size": one_of("paper", "constant"),
-              "repeats": integer(1), "guidance_start": fraction, "guidance_stop": fraction, "eta": fraction}
+              "repeats": integer(1), "guidance_start": fraction, "guidance_stop": fraction, "eta": fraction,
+              "ode_method": one_of("euler").about("the symplectic adjoint is the discrete adjoint of Euler "
+                                                  "(DDIM) steps; torchdiffeq's methods are for ode_estimate_with")}
 
     inner_steps: int = 4
     rho: float = 0.1
@@ -122,6 +124,8 @@ class SymplecticAdjointGuidance(Solver):
     guidance_start: float = 0.3
     guidance_stop: float = 0.7
     eta: float = 0.0
+    #: the inner ODE's integrator: only "euler" (the adjoint's exactness rests on Euler steps)
+    ode_method: str = "euler"
 
     def __post_init__(self):
         super().__post_init__()
