@@ -63,8 +63,7 @@ def run_one(job: tuple) -> dict:
         except Exception as err:  # one bad configuration never sinks the sweep
             outcome = {"status": "failed", "error": failure(err)}
     images = outcome.get("metrics", {}).pop("images", None)
-    return dict(record, **outcome, nfe=counts.nfe, operator_evals=counts.operator_evals,
-                grad_evals=counts.grad_evals, operator_failures=counts.operator_failures,
+    return dict(record, **outcome, **counts.work(), operator_failures=counts.operator_failures,
                 operator_retries=counts.operator_retries, wall_seconds=time.perf_counter() - start,
                 peak_memory_mb=peak.megabytes,
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, images=images)

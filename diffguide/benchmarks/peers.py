@@ -1,8 +1,8 @@
 """deepinv's diffusion solvers (``deepinv.sampling.DPS``, ``DDRM`` and ``DiffPIR``) behind
 diffguide's solver call, for side-by-side rows in the same results file (names ``deepinv-...``).
 
-The prior goes in through ``ToDeepinv`` and every call to it is counted as NFE; gradients
-inside deepinv are not counted. deepinv works on [0, 1] images: a prior with the finite data
+The prior goes in through ``ToDeepinv`` and every call to it is counted as NFE, and every
+backward pass through it (deepinv's DPS takes one per step) as a backward pass. deepinv works on [0, 1] images: a prior with the finite data
 range ``[lo, hi]`` is mapped by ``x01 = (x - lo) / w`` with ``w = hi - lo``; the linear operator
 is unchanged, so the measurement becomes ``y01 = (y - A(lo 1)) / w`` with noise ``sigma_y / w``,
 and results are mapped back. Budgets: deepinv's DPS spends ``num_steps - 1`` denoiser calls,
@@ -19,7 +19,7 @@ import math
 import deepinv
 import torch
 
-from ..counting import count
+from ..network_passes import denoise_counted
 from ..operators.base import LinearOperator
 from ..operators.deepinv_svd import to_deepinv_decomposable
 from ..priors.deepinv_denoiser import ToDeepinv
@@ -29,8 +29,7 @@ from .peer_methods import METHODS
 
 class _CountedPrior(ToDeepinv):
     def forward(self, x, sigma, *args, **kwargs):
-        count("nfe")
-        return super().forward(x, sigma, *args, **kwargs)
+        return denoise_counted(super().forward, x, sigma, *args, **kwargs)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

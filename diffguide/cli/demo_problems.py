@@ -75,7 +75,7 @@ def mixture_posterior(quick: bool, generator: torch.Generator):
             samples[name] = solver(prior, likelihood, x, sigmas, generator=generator)
         metrics[name] = {"sliced_wasserstein": sw(samples[name], exact),
                          "mean_error": float((samples[name].mean(0) - posterior.mean()).norm()),
-                         "nfe": counts.nfe, "grad_evals": counts.grad_evals, "solver": repr(solver)}
+                         **counts.work(), "solver": repr(solver)}
 
     panels = {"prior": prior_samples, "exact posterior": exact,
               **{f"{name} ({steps} steps): SW2 {metrics[name]['sliced_wasserstein']:.3f}, "

@@ -104,8 +104,7 @@ def run(args) -> None:
             report["baseline"] = {"method": baseline[0], "psnr": float(psnr(estimate, truth, width)),
                                   "ssim": float(ssim(estimate, truth, width))}
     report.update({
-        "nfe": counts.nfe, "operator_evals": counts.operator_evals, "grad_evals": counts.grad_evals,
-        "wall_seconds": wall, "seed": args.seed, "steps": args.steps, "sigma_y": args.sigma_y, "particles": particles,
+        **counts.work(), "wall_seconds": wall, "seed": args.seed, "steps": args.steps, "sigma_y": args.sigma_y, "particles": particles,
         "operator": args.operator, "solver": type(solver).__name__, "config": dataclasses.asdict(solver),
         "prior": str(args.prior), "model": getattr(prior, "model_config", None), "input": args.input,
         "measurement": args.measurement,

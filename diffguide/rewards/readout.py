@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from ..counting import count
+from ..network_passes import backward_counted
 from ..models.readout import ReadoutHead, denoise_with_features
 from .base import Reward
 
@@ -57,7 +58,7 @@ class ReadoutReward(Reward):
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         count("nfe")
         _, features = denoise_with_features(self.prior, x0, self.prior.sigma_min, self.head.blocks)
-        return -self.loss(self.head(features, self.prior.sigma_min))
+        return backward_counted(-self.loss(self.head(features, self.prior.sigma_min)))  # a gradient: one VJP
 
     def check(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> None:
         if tuple(shape[1:]) != self.head.resolution:

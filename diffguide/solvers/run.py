@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..counting import Counters, count
+from ..network_passes import denoise_counted
 from ..noise import randn
 from ..types import sigma_batch
 from .divergence import DivergenceGuard
@@ -47,9 +48,8 @@ class Run:
             yield i, self.sigmas[i], self.sigmas[i + 1]
 
     def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        """One counted denoiser call ``x0 = D(x, sigma, **cond)``."""
-        count("nfe")
-        return self.denoiser(x, sigma_batch(sigma, x), **self.cond)
+        """One counted denoiser call ``x0 = D(x, sigma, **cond)`` (its backward passes are counted too)."""
+        return denoise_counted(self.denoiser, x, sigma_batch(sigma, x), **self.cond)
 
     def denoise_with_grad(self, x: torch.Tensor, sigma, objective: Callable[[torch.Tensor], torch.Tensor]):
         """``x0 = D(x, sigma)`` and ``grad_x sum(objective(x0))`` with one forward and one backward.
@@ -76,5 +76,6 @@ class Run:
         self.guard.check_step(index, sigma, x, x0)
         if self.callback is not None:
             self.callback(StepRecord(index=index, sigma=float(sigma), x=x.detach().clone(), x0=x0.detach().clone(),
-                                     nfe=self.counts.nfe, operator_evals=self.counts.operator_evals,
+                                     nfe=self.counts.nfe, backward_passes=self.counts.backward_passes,
+                                     operator_evals=self.counts.operator_evals,
                                      grad_evals=self.counts.grad_evals))

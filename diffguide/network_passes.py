@@ -1,0 +1,43 @@
+"""Network passes counted at the denoiser's boundary.
+
+Every denoiser call of a solver, a peer method or a benchmark goes through ``denoise_counted``:
+it counts one forward pass (``nfe``) and, when the output is part of a graph, marks it so that
+each backward pass through it, a vector-Jacobian product ``v^T dD/dx``, counts one
+``backward_passes``. The count happens in the backward itself, so a method's gradients are
+counted as the method takes them (one per step for DPS, ``n`` for the ``n`` calls of a
+multi-step estimate, ``d`` for a ``d``-row Jacobian) without the solver saying so.
+
+The counters are those open when the forward pass ran (captured then), so the count holds when
+the autograd engine runs the backward on another thread, as it does on CUDA.
+"""
+from __future__ import annotations
+
+import torch
+
+from .counting import Counters, active, count
+
+
+class _CountBackward(torch.autograd.Function):
+    """The identity, counting each backward pass through it in the counters given."""
+
+    @staticmethod
+    def forward(ctx, x0: torch.Tensor, counts: Counters | None) -> torch.Tensor:
+        ctx.counts = counts
+        return x0.view_as(x0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        if ctx.counts is not None:
+            ctx.counts.backward_passes += 1
+        return grad, None
+
+
+def denoise_counted(denoiser, x: torch.Tensor, sigma, *args, **cond) -> torch.Tensor:
+    """``D(x, sigma, *args, **cond)``, one forward pass counted, its backward passes counted when taken."""
+    count("nfe")
+    return backward_counted(denoiser(x, sigma, *args, **cond))
+
+
+def backward_counted(output: torch.Tensor) -> torch.Tensor:
+    """``output`` of one network pass (unchanged), each backward pass through it counted."""
+    return _CountBackward.apply(output, active()) if output.requires_grad else output

@@ -1,0 +1,89 @@
+"""Network passes counted at the denoiser's boundary: forward passes and backward passes (VJPs
+through the network) separately, in every StepRecord and in the sweep's results rows."""
+import pytest
+import torch
+from diffusers import DDIMScheduler, UNet2DModel
+
+from diffguide.counting import counting, network_passes
+from diffguide.network_passes import denoise_counted
+from diffguide.operators.matrix import Matrix
+from diffguide.priors import DiffusersDenoiser
+from diffguide.rewards.likelihood import GaussianLikelihood
+from diffguide.schedules import prior_sigmas
+from diffguide.solvers import DDIM, DPS, MPGD, TDS, Heun, SymplecticAdjointGuidance
+
+STEPS = 5
+
+
+def tiny_unet_denoiser() -> DiffusersDenoiser:
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"))
+    with torch.no_grad():  # small clean estimates ("sample" prediction): no run trips the divergence check
+        unet.conv_out.weight.mul_(0.01)
+    return DiffusersDenoiser(unet.eval(), DDIMScheduler().alphas_cumprod, prediction_type="sample").requires_grad_(False)
+
+
+def likelihood(rows: int = 4) -> GaussianLikelihood:
+    a = torch.randn(rows, 64, generator=torch.Generator().manual_seed(1)) / 8
+    operator = Matrix(a, (1, 8, 8))
+    return GaussianLikelihood(operator, operator(torch.zeros(1, 1, 8, 8)) + 0.1, sigma_y=0.5)
+
+
+def run(solver, batch: int = 2, reward=None):
+    prior = tiny_unet_denoiser()
+    sigmas = prior_sigmas(prior, STEPS)
+    x = sigmas[0] * torch.randn(batch, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    records = []
+    with counting() as counts:
+        solver(prior, reward if reward is not None else likelihood(), x, sigmas,
+               generator=torch.Generator().manual_seed(0), callback=records.append)
+    return counts, records
+
+
+def test_dps_spends_one_forward_and_one_backward_per_step():
+    counts, records = run(DPS())
+    assert (counts.nfe, counts.backward_passes) == (STEPS, STEPS)
+    assert [(r.nfe, r.backward_passes) for r in records] == [(i, i) for i in range(1, STEPS + 1)]
+    assert network_passes(counts) == 3 * STEPS
+
+
+def test_heun_spends_two_forward_passes_per_step_but_the_last_and_no_backward():
+    counts, records = run(Heun())
+    assert (counts.nfe, counts.backward_passes) == (2 * STEPS - 1, 0)
+    assert records[-1].nfe == 2 * STEPS - 1
+
+
+def test_a_gradient_of_the_reward_alone_is_no_backward_pass_through_the_network():
+    counts, _ = run(MPGD())  # MPGD differentiates the likelihood at the clean estimate only
+    assert counts.nfe == STEPS and counts.backward_passes == 0 and counts.grad_evals > 0
+
+
+def test_symplectic_adjoint_counts_one_backward_per_inner_step():
+    solver = SymplecticAdjointGuidance(inner_steps=2, repeats=1, guidance_start=0.0, guidance_stop=1.0)
+    counts, _ = run(solver)
+    inner = [min(2, STEPS - i) for i in range(STEPS)]  # fewer levels remain near the end
+    assert counts.backward_passes == sum(inner)
+    assert counts.nfe == sum(2 * n - 1 for n in inner)
+    assert counts.backward_passes == counts.grad_evals  # its guidance gradients all go through the network
+
+
+def test_tds_covariance_twist_spends_a_backward_pass_per_dimension():
+    counts, _ = run(TDS(twist="covariance"), batch=3)
+    assert counts.nfe == STEPS and counts.backward_passes == 64 * STEPS
+
+
+def test_unguided_sampling_has_no_backward_passes():
+    counts, _ = run(DDIM())
+    assert (counts.nfe, counts.backward_passes) == (STEPS, 0)
+
+
+def test_a_backward_pass_run_elsewhere_is_still_counted():
+    prior = tiny_unet_denoiser()
+    with counting() as counts:
+        with torch.enable_grad():
+            x = torch.randn(2, 1, 8, 8, requires_grad=True)
+            x0 = denoise_counted(prior, x, torch.full((2,), 1.0))
+        x0.sum().backward()  # outside the context: counted where the forward pass ran
+    assert (counts.nfe, counts.backward_passes) == (1, 1)
