@@ -53,6 +53,21 @@ def sag_rows(denoiser, batch: int, inner_steps=(1, 2, 4, 8), outer_steps: int = 
         count("nfe")
         return denoiser(state, sigma)
 
+    class Drift(torch.nn.Module):  # odeint_adjoint wants a Module: dx/dsigma = (x - D(x, sigma)) / sigma
+        def forward(self, sigma, state):
+            return (state - denoise(state, sigma)) / sigma
+
+    def torchdiffeq_adjoint(inner):  # fixed-grid Euler on inner[:-1] by odeint_adjoint, then x0 = D(x, s_{n-1})
+        from torchdiffeq import odeint_adjoint
+        with torch.enable_grad():
+            state = x.clone().requires_grad_(True)
+            end = state
+            if len(inner) > 2:
+                end = odeint_adjoint(Drift(), state, inner[:-1], method="euler", adjoint_method="euler",
+                                     adjoint_params=())[-1]
+            (grad,) = torch.autograd.grad(reward(denoise(end, inner[-2])).sum(), state)
+        return grad
+
     def plain_autograd(inner):
         with torch.enable_grad():
             state = x.clone().requires_grad_(True)
@@ -67,9 +82,12 @@ def sag_rows(denoiser, batch: int, inner_steps=(1, 2, 4, 8), outer_steps: int = 
         with torch.no_grad():
             adjoint, adjoint_mb, adjoint_nfe = measured(lambda: adjoint_gradient(denoise, x, inner, reward).grad)
         plain, plain_mb, plain_nfe = measured(lambda: plain_autograd(inner))
+        tde, tde_mb, tde_nfe = measured(lambda: torchdiffeq_adjoint(inner))
         difference = float((adjoint - plain).norm() / plain.norm())
+        tde_difference = float((tde - plain).norm() / plain.norm())
         for method, mb, nfe, diff in (("symplectic adjoint", adjoint_mb, adjoint_nfe, f"{difference:.1e}"),
-                                      ("plain autograd", plain_mb, plain_nfe, "")):
+                                      ("plain autograd", plain_mb, plain_nfe, ""),
+                                      ("torchdiffeq odeint_adjoint", tde_mb, tde_nfe, f"{tde_difference:.1e}")):
             first.setdefault(method, mb)
             rows.append({"method": method, "n": len(inner) - 1, "NFE": nfe, "peak MB": f"{mb:.1f}",
                          "peak / peak(n=1)": f"{mb / first[method]:.2f}", "rel. diff to autograd": diff})
