@@ -62,7 +62,7 @@ def test_cli_bench_and_report(tmp_path):
     assert len(read_results(out)) == 4
     assert main(["bench", "report", str(out)]) == 0
     report = (out / "report.md").read_text()
-    assert "| gmm-posterior | d2-k4-mask-s0.5 | dps | 5 |" in report and (out / "gmm_posterior_nfe.png").is_file()
+    assert "| gmm-posterior | d2-k4-mask-s0.5 | dps | 5 |" in report and (out / "gmm_posterior_cost.png").is_file()
     assert main(["bench", "nope", "--out", str(out)]) == 2
     assert main(["bench", "gmm-posterior", "--reduced", "--instance", "d2-k9-mask-s0.5", "--out", str(out)]) == 2
     assert main(["bench", "gmm-posterior", "--reduced", "--instance", "d4-k1-ill-s0.1", "--nfe", "3", "--out", str(out)]) == 0
@@ -88,6 +88,8 @@ def test_deepinv_peers_run_in_the_same_results_at_the_same_budget(tmp_path):
     records = read_results(out)
     assert {r["solver"] for r in records} == set(solvers)
     assert all(r["nfe"] == 6 for r in records)  # equal budgets, counted on the prior's side
+    costs = {r["solver"]: r["network_passes"] for r in records}
+    assert costs["dps"] == costs["deepinv-dps:weight=2"] == 18 and costs["deepinv-ddrm"] == 6  # DPS: 6 backward
     assert all(5 < r["metrics"]["psnr"] < 60 for r in records)
     ddrm = [r for r in records if r["solver"] == "deepinv-ddrm" and r["instance"] == "digits-blur"]
     assert ddrm[0]["metrics"]["psnr"] > 20  # DDRM with the exact SVD deblurs in 6 steps
@@ -98,7 +100,7 @@ def test_deepinv_peers_run_in_the_same_results_at_the_same_budget(tmp_path):
     assert set(images) == {"truth", "measurement", "result"} and images["result"].ndim == 4
     assert "| digits-blur | 6 |" in (out / "report.md").read_text()
     assert main(["bench", "report", str(out), "--solver", "dps", "--solver", "deepinv-ddrm", "--name", "two.md"]) == 0
-    assert "| instance | NFE | deepinv-ddrm | dps |" in (out / "two.md").read_text()
+    assert "| instance | steps | deepinv-ddrm | dps |" in (out / "two.md").read_text()
 
 
 def test_deepinv_peers_on_the_exact_posterior_task(tmp_path):

@@ -87,3 +87,16 @@ def test_a_backward_pass_run_elsewhere_is_still_counted():
             x0 = denoise_counted(prior, x, torch.full((2,), 1.0))
         x0.sum().backward()  # outside the context: counted where the forward pass ran
     assert (counts.nfe, counts.backward_passes) == (1, 1)
+
+
+def test_the_sweep_rows_carry_the_passes_the_solver_spent(tmp_path):
+    import json
+
+    from diffguide.cli import main
+
+    argv = ["bench", "gmm-posterior", "--reduced", "--instance", "d4-k1-ill-s0.1", "--solver", "dps", "--solver", "heun",
+            "--steps", "4", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    rows = {row["solver"]: row for row in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
+    assert [rows["dps"][k] for k in ("nfe", "backward_passes", "network_passes")] == [4, 4, 12]
+    assert [rows["heun"][k] for k in ("nfe", "backward_passes", "network_passes")] == [7, 0, 7]

@@ -1,10 +1,11 @@
 """``diffguide bench report DIR``: results.jsonl -> ``report.md`` with tables, plots and grids.
 
 Rows average over seeds. The report has, per task, a side-by-side table (one row per instance
-and NFE budget, one column per solver; each cell the task's headline metric with the mean
-wall time and the run's peak memory above the process's start), the full table of every
-metric, for ``gmm-posterior`` the sliced Wasserstein over the floor (1 is exact) against NFE,
-averaged over instances, and for tasks that save images a grid per instance (rows: solvers,
+and schedule length, one column per solver; each cell the task's headline metric with the
+network passes spent (forward passes plus twice the backward passes through the denoiser), the
+mean wall time and the run's peak memory above the process's start), the full table of every
+metric, for ``gmm-posterior`` the sliced Wasserstein over the floor (1 is exact) against the
+network passes spent (log scale), averaged over instances, and for tasks that save images a grid per instance (rows: solvers,
 columns: NFE budgets, the first image of seed 0). Failed runs are listed first, one line each,
 and left out of the tables; where rows of one (task, instance, solver, NFE budget) were run
 with other settings (``--reduced``, task parameters, solver class or config, weights), only
@@ -12,10 +13,12 @@ those with the settings of the latest run are reported. Rows of the older format
 are read too, their unrecorded settings as None (``results.from_schema_1``)."""
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
 
+from ..counting import BACKWARD_COST
 from ..plotting import labelled_grid_figure, plt
 from .failures import describe
 from .results import KEY, load_images, read_results, run_key
@@ -53,6 +56,7 @@ def summarise(records: list[dict]) -> dict[tuple, dict]:
     for key, runs in sorted(groups.items()):
         metrics = {name: mean(run["metrics"][name] for run in runs) for name in runs[0]["metrics"]}
         metrics.update(seeds=len(runs), nfe=mean(run["nfe"] for run in runs),
+                       network_passes=mean(run.get("network_passes", math.nan) for run in runs),
                        operator_evals=mean(run["operator_evals"] for run in runs),
                        wall_seconds=mean(run["wall_seconds"] for run in runs),
                        peak_memory_mb=max(run.get("peak_memory_mb", float("nan")) for run in runs),
@@ -63,7 +67,7 @@ def summarise(records: list[dict]) -> dict[tuple, dict]:
 
 def markdown_table(summary: dict[tuple, dict]) -> str:
     columns = sorted({name for metrics in summary.values() for name in metrics})
-    lines = ["| task | instance | solver | NFE budget | " + " | ".join(columns) + " |",
+    lines = ["| task | instance | solver | steps | " + " | ".join(columns) + " |",
              "|" + " --- |" * (4 + len(columns))]
     for (task, instance, solver, budget), metrics in summary.items():
         cells = [f"{metrics[c]:.4g}" if isinstance(metrics.get(c), (int, float)) else "" for c in columns]
@@ -72,19 +76,21 @@ def markdown_table(summary: dict[tuple, dict]) -> str:
 
 
 def side_by_side(summary: dict[tuple, dict], task: str) -> str:
-    """One row per (instance, NFE budget), one column per solver: headline (wall s, peak MB)."""
+    """One row per (instance, steps), one column per solver: headline (network passes, wall s, peak MB)."""
     label, headline = HEADLINES.get(task, ("metrics", lambda m: ", ".join(
         f"{k} {v:.3g}" for k, v in m.items()
-        if k not in ("seeds", "nfe", "operator_evals", "wall_seconds", "peak_memory_mb", "peak_rss_mb"))))
+        if k not in ("seeds", "nfe", "network_passes", "operator_evals", "wall_seconds", "peak_memory_mb",
+                     "peak_rss_mb"))))
     rows = sorted({(instance, budget) for (t, instance, _, budget) in summary if t == task})
     solvers = sorted({solver for (t, _, solver, _) in summary if t == task})
-    lines = [f"{label} (mean wall seconds, peak MB of the run)", "",
-             "| instance | NFE | " + " | ".join(solvers) + " |", "|" + " --- |" * (2 + len(solvers))]
+    lines = [f"{label} (network passes: forward + {BACKWARD_COST} x backward; mean wall seconds; peak MB of the run)",
+             "", "| instance | steps | " + " | ".join(solvers) + " |", "|" + " --- |" * (2 + len(solvers))]
     for instance, budget in rows:
         cells = []
         for solver in solvers:
             m = summary.get((task, instance, solver, budget))
-            cells.append(f"{headline(m)} ({m['wall_seconds']:.1f} s, {m['peak_memory_mb']:.0f} MB)" if m else "")
+            cells.append(f"{headline(m)} ({m['network_passes']:.0f} passes, {m['wall_seconds']:.1f} s, "
+                         f"{m['peak_memory_mb']:.0f} MB)" if m else "")
         lines.append(f"| {instance} | {budget} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -103,27 +109,30 @@ def gmm_aggregate(summary: dict[tuple, dict]) -> str:
         return ""
     groups = sorted({g for (_, _, g) in cells if g != "all"}, key=lambda g: int(g[1:])) + ["all"]
     lines = ["Sliced W2 / floor, mean over instances (1 is exact)", "",
-             "| solver | NFE | " + " | ".join(groups) + " |", "|" + " --- |" * (2 + len(groups))]
+             "| solver | steps | " + " | ".join(groups) + " |", "|" + " --- |" * (2 + len(groups))]
     for solver, budget in sorted({(s, b) for (s, b, _) in cells}):
         values = [f"{mean(cells[(solver, budget, g)]):.2f}" if cells.get((solver, budget, g)) else "" for g in groups]
         lines.append(f"| {solver} | {budget} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
 
 
-def nfe_plot(summary: dict[tuple, dict], path: Path) -> bool:
-    """Sliced Wasserstein over the floor against NFE per solver (gmm-posterior); False if no such rows."""
+def cost_plot(summary: dict[tuple, dict], path: Path) -> bool:
+    """Sliced Wasserstein over the floor against the network passes spent, per solver and schedule
+    length (gmm-posterior; log scale), so that methods of different cost per step compare at equal
+    cost; False if no such rows."""
     curves = defaultdict(lambda: defaultdict(list))
     for (task, _, solver, budget), metrics in summary.items():
         if task == "gmm-posterior" and metrics.get("floor"):
-            curves[solver][budget].append(metrics["sliced_wasserstein"] / metrics["floor"])
+            curves[solver][budget].append((metrics["network_passes"], metrics["sliced_wasserstein"] / metrics["floor"]))
     if not curves:
         return False
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for solver, points in sorted(curves.items()):
         budgets = sorted(points)
-        ax.plot(budgets, [mean(points[b]) for b in budgets], marker="o", label=solver)
+        ax.plot([mean(p for p, _ in points[b]) for b in budgets], [mean(r for _, r in points[b]) for b in budgets],
+                marker="o", label=solver)
     ax.axhline(1.0, color="k", lw=0.8, ls="--", label="exact (floor)")
-    ax.set_xlabel("NFE")
+    ax.set_xlabel(f"network passes (forward + {BACKWARD_COST} x backward)")
     ax.set_ylabel("sliced W2 / floor (mean over instances)")
     ax.set_xscale("log")
     ax.legend(fontsize=8)
@@ -174,8 +183,8 @@ def write_report(out: Path, solvers: list[str] | None = None, name: str = "repor
             text += [gmm_aggregate(summary)]
         text += [side_by_side(summary, task)]
     text += ["## Every metric", "", markdown_table(summary)]
-    if nfe_plot(summary, out / "gmm_posterior_nfe.png"):
-        text += ["![sliced Wasserstein over the floor against NFE](gmm_posterior_nfe.png)", ""]
+    if cost_plot(summary, out / "gmm_posterior_cost.png"):
+        text += ["![sliced Wasserstein over the floor against network passes](gmm_posterior_cost.png)", ""]
     for path in sample_grids(out, records):
         text += [f"![{path.stem}]({path.relative_to(out)})", ""]
     report = out / name

@@ -38,8 +38,8 @@ def parse_bench_solver(spec: str):
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("bench", help="run a benchmark task, or 'bench report DIR'",
-                              description="Run every (instance, solver, seed) of TASK at the NFE budget and append "
-                                          "one JSON line per run to DIR/results.jsonl (a rerun skips what is done, "
+                              description="Run every (instance, solver, seed) of TASK with a schedule of --steps steps and append "
+                                          "one JSON line per run, with the network passes it spent, to DIR/results.jsonl (a rerun skips what is done, "
                                           "failed runs too unless --retry-failed); a run that fails is recorded as "
                                           "failed and the rest go on, and the exit code is 1 when some failed. "
                                           "'diffguide bench report DIR' writes DIR/report.md and plots.")
@@ -50,7 +50,9 @@ def add_parser(subparsers) -> None:
                         "with 'report': report only these solvers")
     p.add_argument("--instance", action="append", default=None, help="run only this instance (repeatable)")
     p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--nfe", type=int, action="append", default=None, help="NFE budget, repeatable (default 100)")
+    p.add_argument("--steps", "--nfe", dest="steps", type=int, action="append", default=None,
+                   help="schedule length, repeatable (default 100); what each run spent, in network passes, "
+                        "is recorded (--nfe: the older name)")
     p.add_argument("--out", help="results folder")
     p.add_argument("--name", default="report.md", help="with 'report': the report's file name in DIR")
     p.add_argument("--reduced", action="store_true", help="tiny instances (for tests)")
@@ -75,8 +77,8 @@ def run(args) -> int | None:
         return
     if args.task not in TASKS:
         raise UsageError(f"unknown task {args.task!r}; expected one of {', '.join(TASKS)}")
-    budgets = list(dict.fromkeys(args.nfe or [100]))
-    for option, value in (("--nfe", min(budgets)), ("--seeds", args.seeds), ("--workers", args.workers)):
+    budgets = list(dict.fromkeys(args.steps or [100]))
+    for option, value in (("--steps", min(budgets)), ("--seeds", args.seeds), ("--workers", args.workers)):
         check_count(option, value, 1)
     out = check_out(args.out)
     if (out / RESULTS).exists() and not (out / RESULTS).is_file():
@@ -87,10 +89,10 @@ def run(args) -> int | None:
     jobs = plan(resolve(TASKS[args.task])(), solvers, args.seeds, budgets, args.reduced, args.instance)
     with executor_for(args) as executor:
         written = run_jobs(jobs, out, executor, args.retry_failed)
-    for nfe in budgets:
-        new = [row for row in written if row["nfe_budget"] == nfe]
+    for steps in budgets:
+        new = [row for row in written if row["nfe_budget"] == steps]
         failed_now = sum(row["status"] == "failed" for row in new)
-        print(f"{args.task} at {nfe} NFE: {len(new)} new runs ({failed_now} failed) -> {out / RESULTS}")
+        print(f"{args.task} at {steps} steps: {len(new)} new runs ({failed_now} failed) -> {out / RESULTS}")
     failed = failed_runs(jobs, out)
     if not failed:
         print(f"{args.task}: all {len(jobs)} runs ok")

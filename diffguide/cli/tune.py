@@ -2,7 +2,7 @@
 solver's hyper-parameters on one benchmark instance (TFG's tuning strategy, ``diffguide.tuning``).
 
 Each configuration runs the ``diffguide bench`` task on the instance for ``--seeds`` seeds at the
-NFE budget; its score is the mean of ``--metric`` (higher is better unless ``--minimize``; a
+schedule length (``--steps``); its score is the mean of ``--metric`` (higher is better unless ``--minimize``; a
 configuration with a failed run, diverged or any other error, scores NaN and ranks last). One
 JSON line per configuration, with its runs' rows (a failed one with its error), goes to
 ``DIR/tune.jsonl`` as it is scored, and the best solver spec is printed. Counts, budgets, factors,
@@ -91,7 +91,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--beam", type=int, default=2, help="configurations kept per round (default 2)")
     p.add_argument("--rounds", type=int, default=6, help="search rounds (default 6)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default 1)")
-    p.add_argument("--nfe", type=int, default=100, help="NFE budget passed to the task (default 100)")
+    p.add_argument("--steps", "--nfe", dest="steps", type=int, default=100,
+                   help="schedule length passed to the task (default 100; --nfe: the older name)")
     p.add_argument("--out", help="folder for tune.jsonl (required)")
     p.add_argument("--reduced", action="store_true", help="the task's reduced instances and sizes (for tests)")
     p.set_defaults(run=run)
@@ -102,7 +103,7 @@ def run(args) -> None:
 
     if args.task not in TASKS:
         raise UsageError(f"unknown task {args.task!r}; expected one of {', '.join(TASKS)}")
-    for option in ("beam", "rounds", "seeds", "nfe"):
+    for option in ("beam", "rounds", "seeds", "steps"):
         check_count(f"--{option}", getattr(args, option), 1)
     out = check_out(args.out)
     task = resolve(TASKS[args.task])()
@@ -122,7 +123,7 @@ def run(args) -> None:
         spec = _spec(name, {**base_params, **config})
         runs_of_last.clear()
         for seed in range(args.seeds):
-            record = run_record(task, args.instance, spec, solver, seed, args.nfe, args.reduced)
+            record = run_record(task, args.instance, spec, solver, seed, args.steps, args.reduced)
             result = run_one((task, record, solver))
             result.pop("images", None)
             runs_of_last.append(result)
