@@ -48,3 +48,92 @@ def test_a_gaussian_prior_samples_on_cuda_from_a_cpu_generator():
     on_cpu = prior.sample(4, torch.Generator().manual_seed(2))
     on_cuda = prior.to("cuda").sample(4, torch.Generator().manual_seed(2))
     assert on_cuda.device.type == "cuda" and torch.allclose(on_cuda.cpu(), on_cpu)
+
+
+# --- the solver contract on every device there is: CPU always, CUDA when present (marker "gpu") ---
+
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                                    reason="needs CUDA")])]
+
+
+def small_problem(device, dtype=torch.float64):
+    from diffguide.operators.matrix import Matrix
+    from diffguide.rewards.likelihood import GaussianLikelihood
+    from problems import random_mixture
+
+    prior = random_mixture(4, 3, seed=1).to(device)
+    a = torch.randn(2, 4, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    likelihood = GaussianLikelihood(Matrix(a, (4,)), torch.tensor([[0.5, -0.2]], dtype=dtype), sigma_y=0.2)
+    return prior, likelihood.to(device)
+
+
+def every_solver():
+    from diffguide import solvers
+
+    special = {"ClassifierGuidance", "ReadoutGuidance"}  # their rewards read a classifier / the prior's features
+    small = {"DOODL": {"iterations": 2}, "SCG": {"candidates": 4}}
+    return [pytest.param(getattr(solvers, name)(**small.get(name, {})), id=name)
+            for name in solvers.__all__ if name not in {"Solver", "Run", "StepRecord", "set_progress"} | special]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("solver", every_solver())
+def test_every_solver_runs_on_the_device_and_repeats_bitwise(solver, device):
+    from diffguide.schedules import karras_sigmas
+
+    prior, likelihood = small_problem(device)
+    sigmas = karras_sigmas(8, 2e-3, 20.0).double()
+    results = []
+    for _ in range(2):
+        x = sigmas[0] * torch.randn(4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        out = solver(prior, likelihood if solver.needs != "none" else None, x.to(device), sigmas,
+                     generator=torch.Generator().manual_seed(1))
+        assert out.device.type == device and out.dtype == torch.float64 and bool(torch.isfinite(out).all())
+        results.append(out)
+    assert torch.equal(results[0], results[1])
+
+
+def test_a_prior_on_another_device_is_refused_naming_both():
+    from diffguide.solvers import DPS
+
+    prior, likelihood = small_problem("cpu")
+    with pytest.raises(ValueError, match=r"the prior \(GaussianMixturePrior\) is on meta but the state x is on cpu"):
+        DPS()(prior.to("meta"), likelihood, torch.zeros(2, 4, dtype=torch.float64), torch.tensor([1.0, 0.0]))
+    prior, likelihood = small_problem("cpu")  # .to moves a Module in place
+    with pytest.raises(ValueError, match=r"the reward \(GaussianLikelihood\) is on meta but the state x is on cpu"):
+        DPS()(prior, likelihood.to("meta"), torch.zeros(2, 4, dtype=torch.float64), torch.tensor([1.0, 0.0]))
+
+
+def test_a_measurement_of_another_dtype_is_refused_naming_both():
+    from diffguide.solvers import DPS
+
+    prior, likelihood = small_problem("cpu", dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"holds torch.float32 tensors but the state x is torch.float64"):
+        DPS()(prior, likelihood, torch.zeros(2, 4, dtype=torch.float64), torch.tensor([1.0, 0.0]))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_lower_precision_runs_the_unet_under_autocast_and_keeps_the_state_fp32(precision, device):
+    from diffusers import DDIMScheduler, UNet2DModel
+
+    from diffguide.priors import DiffusersDenoiser
+    from diffguide.schedules import prior_sigmas
+    from diffguide.solvers import DDIM
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"))
+    with torch.no_grad():
+        unet.conv_out.weight.mul_(0.01)  # small outputs: no divergence check trips on random weights
+    prior = DiffusersDenoiser(unet.eval(), DDIMScheduler().alphas_cumprod, prediction_type="sample").to(device)
+    sigmas = prior_sigmas(prior, 4)
+    x = sigmas[0] * torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    full = DDIM()(prior, None, x.to(device), sigmas)
+    low = [DDIM()(prior.set_precision(precision), None, x.to(device), sigmas) for _ in range(2)]
+    prior.set_precision("fp32")
+    assert low[0].dtype == torch.float32 and torch.equal(low[0], low[1])
+    assert 0 < float((low[0] - full).abs().max()) < 0.05  # autocast changed the numbers, a little
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16"):
+        prior.set_precision("fp8")

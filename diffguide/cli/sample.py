@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from .device_options import add_device_options
 from .errors import UsageError
 from .specs import UNGUIDED, parse_solver
 
@@ -25,6 +26,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
     p.add_argument("--class-label", type=int, default=None, help="class label for a class-conditional prior")
     p.add_argument("--seed", type=int, default=0)
+    add_device_options(p)
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                    help=f"samples drawn together (default {BATCH_SIZE}); --n is drawn in batches of this many, "
                         "and the same --seed and --batch-size give the same samples")
@@ -39,12 +41,14 @@ def run(args) -> None:
 
     from ..counting import counting
     from .common import load_prior, schedule, write_outputs
+    from .device_options import place_prior, resolve_device
     from .counts import MAX_SEED, MAX_STEPS, check_count
     from .images import grid, save_image, to_uint8
     from .memory_bounds import check_fits, device_of, estimate_bytes
     from .outputs import check_disk, check_out
 
     out = check_out(args.out)
+    device = resolve_device(args.device)
     check_count("--seed", args.seed, 0, MAX_SEED)
     check_count("--n", args.n, 1)
     check_count("--steps", args.steps, 1, MAX_STEPS)
@@ -58,6 +62,7 @@ def run(args) -> None:
         if not classes or not 0 <= args.class_label < classes:
             raise UsageError(f"--class-label {args.class_label} does not fit the prior "
                              f"({'labels 0..' + str(classes - 1) if classes else 'not class-conditional'})")
+    prior = place_prior(prior, device, args.precision)
     batch = min(args.n, args.batch_size)
     pixels = math.prod(prior.shape)
     # one batch through the network, every sample kept as 8-bit pixels, the grid's samples as floats
@@ -72,17 +77,18 @@ def run(args) -> None:
         for offset in range(0, args.n, batch):
             size = min(batch, args.n - offset)
             cond = {} if args.class_label is None else {
-                "class_labels": torch.full((size,), args.class_label, dtype=torch.long)}
+                "class_labels": torch.full((size,), args.class_label, dtype=torch.long, device=device)}
             x = sigmas[0] * torch.randn(size, *prior.shape, generator=generator)
             start = time.perf_counter()
-            samples = solver(prior, None, x, sigmas, generator=generator, **cond)
+            samples = solver(prior, None, x.to(device), sigmas, generator=generator, **cond).cpu()
             wall += time.perf_counter() - start
             images += [to_uint8(sample, prior.data_range) for sample in samples]
             shown.append(samples[: max(0, GRID_SAMPLES - offset)])
     files = {f"sample_{i:03d}.png": (lambda path, image=image: Image.fromarray(image).save(path))
              for i, image in enumerate(images)}
     files["grid.png"] = lambda path: save_image(grid(torch.cat(shown)), path, prior.data_range)
-    files["samples.json"] = {"n": args.n, "batch_size": batch, "nfe": counts.nfe, "wall_seconds": wall,
+    files["samples.json"] = {"n": args.n, "batch_size": batch, **counts.work(), "wall_seconds": wall,
+                             "device": str(device), "precision": args.precision,
                              "seed": args.seed, "steps": args.steps, "solver": type(solver).__name__,
                              "config": dataclasses.asdict(solver), "class_label": args.class_label,
                              "prior": str(args.prior), "model": getattr(prior, "model_config", None)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from .device_options import add_device_options
 from .errors import UsageError
 from .specs import OPERATOR_HELP, parse_operator, parse_solver
 
@@ -30,6 +31,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sigma-y", type=float, default=0.05, help="measurement noise std in the prior's data range")
     p.add_argument("--steps", type=int, default=100, help="sampling steps (default 100)")
     p.add_argument("--seed", type=int, default=0)
+    add_device_options(p)
     p.add_argument("--particles", type=int, help="samples drawn; for a solver whose batch is one interacting "
                                                  f"ensemble (enkg, tds) its size (default {ENSEMBLE_PARTICLES}; "
                                                  "otherwise 1); with more than one, result.png is their mean and "
@@ -47,6 +49,7 @@ def run(args) -> None:
     from ..metrics import psnr, relative_l2, ssim
     from ..rewards.likelihood import GaussianLikelihood
     from .common import fit_prior, load_prior, schedule, write_outputs
+    from .device_options import place_prior, resolve_device
     from .counts import MAX_SEED, MAX_STEPS, check_count, check_positive_float
     from .images import grid, read_image, save_image
     from .measurements import read_measurement
@@ -54,6 +57,7 @@ def run(args) -> None:
     from .outputs import check_disk, check_out
 
     out = check_out(args.out)
+    device = resolve_device(args.device)
     check_count("--seed", args.seed, 0, MAX_SEED)
     check_count("--steps", args.steps, 1, MAX_STEPS)
     check_positive_float("--sigma-y", args.sigma_y)
@@ -68,6 +72,7 @@ def run(args) -> None:
     truth = read_image(args.input, prior.shape[0], prior.data_range) if args.input else None
     if truth is not None:
         prior = fit_prior(prior, tuple(truth.shape[1:]))
+    prior = place_prior(prior, device, args.precision)
     check_fits(f"solving with {particles} sample(s) of {'x'.join(map(str, prior.shape))}",
                estimate_bytes(particles, prior.shape, solver.needs == "gradient"), device_of(prior))
     check_disk(out, 3 * math.prod(prior.shape) * max(1, min(particles, SHOWN_PARTICLES)) + 2**20)
@@ -87,8 +92,9 @@ def run(args) -> None:
 
     start = time.perf_counter()
     with counting() as counts:
-        samples = solver(prior, likelihood, x, sigmas, generator=generator)
+        samples = solver(prior, likelihood.to(device), x.to(device), sigmas, generator=generator).cpu()
     wall = time.perf_counter() - start
+    likelihood, prior = likelihood.cpu(), prior.cpu()  # the scores and images are made on the CPU
     result = samples.mean(0, keepdim=True)
 
     width = prior.data_range[1] - prior.data_range[0]
@@ -104,7 +110,7 @@ def run(args) -> None:
             report["baseline"] = {"method": baseline[0], "psnr": float(psnr(estimate, truth, width)),
                                   "ssim": float(ssim(estimate, truth, width))}
     report.update({
-        **counts.work(), "wall_seconds": wall, "seed": args.seed, "steps": args.steps, "sigma_y": args.sigma_y, "particles": particles,
+        **counts.work(), "wall_seconds": wall, "device": str(device), "precision": args.precision, "seed": args.seed, "steps": args.steps, "sigma_y": args.sigma_y, "particles": particles,
         "operator": args.operator, "solver": type(solver).__name__, "config": dataclasses.asdict(solver),
         "prior": str(args.prior), "model": getattr(prior, "model_config", None), "input": args.input,
         "measurement": args.measurement,

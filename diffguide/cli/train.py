@@ -1,6 +1,7 @@
 """``diffguide train``: train a diffusion prior on a built-in dataset; rerunning with the same --out resumes."""
 from __future__ import annotations
 
+from .device_options import add_device_options, resolve_device
 from .errors import UsageError
 from .lazy import resolve
 
@@ -14,7 +15,7 @@ DATA = {"digits": ("diffguide.data.digits:digits_train", "diffguide.training.une
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a diffusion prior (digits, photos or ns-vorticity)",
-                              description="Train a UNet prior with EMA, bf16 autocast, checkpoints every few minutes "
+                              description="Train a UNet prior with EMA, bf16 autocast on --device, checkpoints every few minutes "
                                           "and a log in --out; rerun the same command to resume. The result is "
                                           "exported to --out/final (diffusers layout + card.json).")
     p.add_argument("--data", required=True, help=f"training images: {', '.join(sorted(DATA))}")
@@ -28,6 +29,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32")
     p.add_argument("--checkpoint-every-seconds", type=float, default=180.0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_device_options(p, precision=False)
     p.set_defaults(run=run)
 
 
@@ -42,7 +44,8 @@ def run(args) -> None:
     data, config, augment = map(resolve, DATA[args.data])
     final = train(data, args.steps, args.out, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                   label_dropout=args.label_dropout, seed=args.seed, bf16=args.bf16, unet=config(),
-                  checkpoint_every_seconds=args.checkpoint_every_seconds, augment=augment)
+                  checkpoint_every_seconds=args.checkpoint_every_seconds, augment=augment,
+                  device=resolve_device(args.device))
     print(f"exported {final}")
 
 
@@ -52,6 +55,7 @@ def checked(args) -> None:
 
     if args.data not in DATA:
         raise UsageError(f"--data {args.data!r} is not a training set; expected one of {', '.join(sorted(DATA))}")
+    resolve_device(args.device)
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     try:

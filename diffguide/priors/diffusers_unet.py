@@ -38,6 +38,8 @@ PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 #: the scheduler config fields from which diffusers computes a DDPM-type beta schedule.
 BETA_FIELDS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas",
                "rescale_betas_zero_snr")
+#: the UNet forward pass's precision: its autocast dtype ("fp32": no autocast)
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: ``owner/name``: what a Hugging Face Hub id looks like.
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 #: how the UNet's weights files are named (one file, a .bin, shards and their index): all checked against a card
@@ -50,8 +52,10 @@ class DiffusersDenoiser(torch.nn.Module):
     """``x0 = D(x, sigma, **cond)`` from a ``UNet2DModel``; ``cond`` goes to the UNet (e.g. ``class_labels``).
 
     The UNet runs in its own dtype (convert it with ``denoiser.unet.half()``; the
-    noise table stays float64); the conversion to ``x0`` and the result are in
-    ``x``'s dtype. ``sigma_min``/``sigma_max`` are the first and last table sigmas.
+    noise table stays float64), or under autocast with ``precision`` ``"bf16"``/``"fp16"``
+    (default ``"fp32"``: none; ``set_precision``); the conversion to ``x0`` and the result are in
+    ``x``'s dtype, so the sampler's state and guidance gradients keep theirs.
+    ``sigma_min``/``sigma_max`` are the first and last table sigmas.
     """
 
     def __init__(self, unet: UNet2DModel, alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon",
@@ -60,7 +64,8 @@ class DiffusersDenoiser(torch.nn.Module):
         super().__init__()
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
-        alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float64).detach().cpu()
+        device = next(unet.parameters()).device
+        alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float64).detach().to(device)
         table = sigmas_from_alphas_cumprod(alphas_cumprod)
         if table.ndim != 1 or len(table) < 2 or not (torch.isfinite(table).all() and table[0] > 0
                                                      and (table[1:] > table[:-1]).all()):
@@ -74,6 +79,7 @@ class DiffusersDenoiser(torch.nn.Module):
         self.null_label = null_label  # the class-conditional UNet's "no label" class, used when none is given
         self.source: dict = {}  # where the model came from (folder, scheduler, card), set by from_pretrained
         self.data_range = (float(data_range[0]), float(data_range[1]))
+        self.precision = "fp32"
         self.sigma_min, self.sigma_max = float(table[0]), float(table[-1])
         if shape is None:
             size = unet.config.sample_size
@@ -107,7 +113,14 @@ class DiffusersDenoiser(torch.nn.Module):
         resized = type(self)(self.unet, self.alphas_cumprod, self.prediction_type, self.data_range, shape,
                              self.null_label)
         resized.source = dict(self.source)
-        return resized
+        return resized.set_precision(self.precision)
+
+    def set_precision(self, precision: str) -> "DiffusersDenoiser":
+        """Run the UNet's forward pass under autocast in ``precision`` (``PRECISIONS``); returns self."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
+        return self
 
     @property
     def model_config(self) -> dict:
@@ -142,7 +155,8 @@ class DiffusersDenoiser(torch.nn.Module):
         t = self.timestep(sigma).to(torch.float32)
         if self.unet.class_embedding is not None and cond.get("class_labels") is None:
             cond["class_labels"] = self._null_labels(x)
-        out = call_padded(lambda z: self.unet(z, t, **cond).sample, x_vp.to(self.unet.dtype), self.size_multiple)
+        with torch.autocast(x.device.type, dtype=PRECISIONS[self.precision], enabled=self.precision != "fp32"):
+            out = call_padded(lambda z: self.unet(z, t, **cond).sample, x_vp.to(self.unet.dtype), self.size_multiple)
         out = out.to(x.dtype)
         if self.prediction_type == "epsilon":
             return x - s * out

@@ -23,6 +23,7 @@ import torch
 
 from .. import validation
 from ..counting import counting
+from ..placement import check_placement
 from ..rewards.base import Reward
 from .divergence import DivergenceGuard
 from .record import StepRecord
@@ -83,7 +84,8 @@ class Solver(abc.ABC):
         """The update rule: runs the loop over ``run.steps()`` and returns the final sample."""
 
     def check(self, denoiser, reward, x, sigmas) -> None:
-        """Shape, schedule and reward checks, raised as ``ValueError`` before sampling starts."""
+        """Device, dtype, shape, schedule and reward checks, raised as ``ValueError`` before sampling starts."""
+        check_placement(denoiser, reward, x)
         shape = tuple(denoiser.shape)
         if tuple(x.shape[1:]) != shape:
             raise ValueError(f"the initial state has per-sample shape {tuple(x.shape[1:])}, but the prior expects {shape}")

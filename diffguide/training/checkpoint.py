@@ -48,7 +48,7 @@ def save_checkpoint(out: Path, state: TrainState) -> None:
                 tensors[f"optimizer.{index}.{name}"] = value
             else:
                 opt_scalars.setdefault(str(index), {})[name] = value
-    tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}  # written from the CPU
     scalars = dict(
         step=state.step,
         elapsed_seconds=state.elapsed_seconds,

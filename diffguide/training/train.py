@@ -60,6 +60,7 @@ def train(
     log_every: int = 200,
     progress: bool = True,
     augment: Augmentation | None = None,
+    device: str | torch.device = "cpu",
 ) -> Path:
     """Train for ``steps`` optimizer steps in total, resuming from ``out`` if it holds a checkpoint.
 
@@ -67,8 +68,10 @@ def train(
     labels (N,) in 0..9; an unconditional ``unet`` config (no ``num_class_embeds``)
     ignores the labels. A source that takes an argument is given ``out``, the run
     folder. ``augment(x0, generator)``, if given, maps every batch before it is noised.
-    ``bf16`` runs the network under CPU bfloat16 autocast (the loss and the weights
-    stay float32). Returns the exported ``out/final``. Settings out of range are a ``ValueError``
+    ``bf16`` runs the network under bfloat16 autocast on ``device`` (the loss and the weights
+    stay float32). Batches are drawn on the CPU from the seeded generator and moved to
+    ``device``, so a run resumes on another device with the same draws; checkpoints and the
+    export are written from CPU copies. Returns the exported ``out/final``. Settings out of range are a ``ValueError``
     before anything is written; a run whose loss is not finite is not exported.
     """
     check_settings(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
@@ -99,7 +102,7 @@ def train(
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = make_unet(config["unet"])
+        model = make_unet(config["unet"]).to(device)
     noise_schedule = make_scheduler(config["scheduler"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
@@ -112,7 +115,7 @@ def train(
         if saved.config != config:
             raise ValueError(f"checkpoint in {out} was made with config {saved.config}, not {config}")
         model.load_state_dict(saved.model)
-        ema = saved.ema
+        ema = {k: v.to(device) for k, v in saved.ema.items()}
         optimizer.load_state_dict(saved.optimizer)
         generator.set_state(saved.generator)
         losses = saved.loss_history.tolist()
@@ -188,7 +191,7 @@ def train(
     )
     if not math.isfinite(card["final_loss_ema"]):
         raise _diverged(f"final loss {card['final_loss_ema']}", out)
-    return export_final(out, ema, config, card)
+    return export_final(out, {k: v.cpu() for k, v in ema.items()}, config, card)
 
 
 def _diverged(what: str, out: Path) -> ValueError:
@@ -220,7 +223,9 @@ def _loss(
         target = noise_schedule.get_velocity(x0, eps, t)
     else:
         target = eps
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    device = model.device
+    x, t, y, target = x.to(device), t.to(device), y.to(device), target.to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         prediction = model(x, t, class_labels=y if model.config.num_class_embeds else None).sample
     return F.mse_loss(prediction.float(), target)
 
