@@ -53,7 +53,8 @@ def test_a_huge_step_size_is_reported_as_divergence():
     likelihood = GaussianLikelihood.simulate(Identity(), prior.sample(1, g), 0.1, g)
     sigmas = karras_sigmas(20, 1e-3, 40.0)
     with pytest.raises(GuidanceDivergedError, match="TFG diverged at step .*lower the step size"):
-        TFG(rho=1e6, normalize=False)(prior, likelihood, sigmas[0] * torch.randn(8, 4, generator=g), sigmas, generator=g)
+        x = sigmas[0] * torch.randn(8, 4, generator=g, dtype=torch.float64)  # the prior's samples are float64
+        TFG(rho=1e6, normalize=False)(prior, likelihood, x, sigmas, generator=g)
 
 
 def test_an_unstable_unguided_sampler_is_reported_not_returned():

@@ -100,3 +100,36 @@ def test_the_sweep_rows_carry_the_passes_the_solver_spent(tmp_path):
     rows = {row["solver"]: row for row in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
     assert [rows["dps"][k] for k in ("nfe", "backward_passes", "network_passes")] == [4, 4, 12]
     assert [rows["heun"][k] for k in ("nfe", "backward_passes", "network_passes")] == [7, 0, 7]
+
+
+def test_sweep_rows_name_their_device_and_schema_2_rows_read_as_cpu_runs(tmp_path):
+    import json
+
+    from diffguide.benchmarks.results import SCHEMA, read_results
+    from diffguide.cli import main
+
+    argv = ["bench", "gmm-posterior", "--reduced", "--instance", "d4-k1-ill-s0.1", "--solver", "ddim", "--steps", "3",
+            "--device", "cpu", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    (row,) = read_results(tmp_path)
+    assert row["device"] == "cpu" and row["schema"] == SCHEMA
+    older = {k: v for k, v in row.items() if k != "device"} | {"schema": 2, "seed": 7}
+    with open(tmp_path / "results.jsonl", "a") as f:
+        f.write(json.dumps(older) + "\n")
+    assert sorted((r["seed"], r["device"]) for r in read_results(tmp_path)) == [(0, "cpu"), (7, "cpu")]
+    assert main(argv) == 0 and len(read_results(tmp_path)) == 2  # the CPU run is done: nothing re-run
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_sweep_runs_on_cuda_and_counts_device_memory(tmp_path):
+    import json
+
+    from diffguide.cli import main
+
+    argv = ["bench", "gmm-posterior", "--reduced", "--instance", "d4-k1-ill-s0.1", "--solver", "dps", "--steps", "4"]
+    assert main([*argv, "--device", "cuda", "--out", str(tmp_path / "cuda")]) == 0
+    assert main([*argv, "--device", "cpu", "--out", str(tmp_path / "cpu")]) == 0
+    cuda, cpu = (json.loads((tmp_path / d / "results.jsonl").read_text()) for d in ("cuda", "cpu"))
+    assert cuda["device"] == "cuda" and cuda["peak_memory_mb"] > 0 and cuda["network_passes"] == cpu["network_passes"]
+    assert abs(cuda["metrics"]["mean_error"] - cpu["metrics"]["mean_error"]) < 1e-6  # float64 problem

@@ -17,12 +17,11 @@ frozen (``requires_grad_(False)``): guidance differentiates with respect to the 
 On the CPU the small setting (32x32, fewer steps, batch 1 and 2) is forced. Timings: CUDA
 synchronised, after a warm-up run, best of ``--repeats``. Peak memory: the CUDA allocator's peak
 above what was allocated before the run (on the CPU: the process's resident set,
-``peak_memory.PeakMemory``). ``python -m diffguide.benchmarks.gpu [--device D] [--out FILE]``.
+``peak_memory.device_peak_memory``). ``python -m diffguide.benchmarks.gpu [--device D] [--out FILE]``.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import math
 import platform
@@ -43,7 +42,7 @@ from ..schedules import scheduler_sigmas
 from ..solvers import (DDIM, DPS, DPSGSG, TDS, TFG, EnKG, SymplecticAdjointGuidance, UniversalGuidance,
                        set_progress)
 from .overhead import ddim_overhead, dps_timing, synchronize
-from .peak_memory import PeakMemory
+from .peak_memory import device_peak_memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,23 +99,6 @@ def inpainting(shape, device, sigma_y: float = 0.05) -> GaussianLikelihood:
     return GaussianLikelihood(operator, operator(truth), sigma_y)
 
 
-@contextlib.contextmanager
-def peak_memory(device: torch.device):
-    """Yields a dict whose ``"mb"`` is, after the block, its peak memory above the start (MiB)."""
-    out = {"mb": float("nan")}
-    if device.type == "cuda":
-        synchronize()
-        torch.cuda.reset_peak_memory_stats(device)
-        start = torch.cuda.memory_allocated(device)
-        yield out
-        synchronize()
-        out["mb"] = (torch.cuda.max_memory_allocated(device) - start) / 2**20
-    else:
-        with PeakMemory() as peak:
-            yield out
-        out["mb"] = peak.megabytes
-
-
 def timed(fn) -> float:
     synchronize()
     start = time.perf_counter()
@@ -140,7 +122,7 @@ def solver_row(solver, denoiser, likelihood, sigmas, batch: int, repeats: int, d
     steps = len(sigmas) - 1
     once = sampler(solver, denoiser, None if solver.needs == "none" else likelihood, sigmas, batch, device)
     once()  # warm-up
-    with peak_memory(device) as memory, counting() as counts:
+    with device_peak_memory(device) as memory, counting() as counts:
         once()
     best = min(timed(once) for _ in range(repeats))
     return {"ms_per_step": 1e3 * best / steps, "peak_mb": memory["mb"], "nfe_per_step": counts.nfe / steps,

@@ -1,10 +1,12 @@
-"""``diffguide bench``: every (instance, solver, seed) of a task at explicit NFE budgets.
+"""``diffguide bench``: every (instance, solver, seed) of a task at explicit schedule lengths.
 
 A task gives its instances and runs one solver on one instance with one seed, returning
 its metrics (and, under the key ``"images"``, optional named image batches such as
 ``{"result": ..., "truth": ..., "measurement": ...}``, in [-1, 1]). The harness times the run, counts the work
-(``diffguide.counting``), measures the run's peak memory above what the process held before
-it (``peak_memory.PeakMemory``) next to the process's peak so far, saves the images of seed 0
+(``diffguide.counting``: forward and backward passes through the denoiser, and their cost in
+network passes), runs it on the record's device (``device_runs``), measures the run's peak memory
+above what was held before it (``peak_memory.device_peak_memory``: the CUDA allocator's peak, or
+the resident set on the CPU) next to the process's peak so far, saves the images of seed 0
 for the report's grids, and appends the record (``results.py``). A run that raises (a diverged
 guidance, a failed black box, any error of the solver) becomes a failed row and the sweep goes
 on; a rerun skips failed runs unless asked to retry them. Runs go through an executor
@@ -23,7 +25,8 @@ from tqdm.auto import tqdm
 from ..counting import counting
 from ..executors import InProcess
 from .failures import failure
-from .peak_memory import PeakMemory
+from .device_runs import on_device
+from .peak_memory import device_peak_memory
 from .results import SCHEMA, append_result, read_results, run_key, save_images
 from .settings import task_params, weights_digest
 
@@ -44,19 +47,21 @@ class Task(Protocol):
         """Run ``solver`` on ``instance`` with ``nfe`` denoiser calls; return the task's metrics."""
 
 
-def run_record(task: Task, instance: str, name: str, solver, seed: int, nfe: int, reduced: bool) -> dict:
+def run_record(task: Task, instance: str, name: str, solver, seed: int, nfe: int, reduced: bool,
+               device: str = "cpu") -> dict:
     """The start of a run's row: the format's version and every field of the run key (``results.KEY``)."""
     solver_class = f"{type(solver).__module__}.{type(solver).__qualname__}"
     return {"schema": SCHEMA, "task": task.name, "task_params": task_params(task), "instance": instance,
             "reduced": reduced, "solver": name, "solver_class": solver_class,
-            "config": dataclasses.asdict(solver), "seed": seed, "nfe_budget": nfe, "weights": weights_digest()}
+            "config": dataclasses.asdict(solver), "seed": seed, "nfe_budget": nfe, "weights": weights_digest(),
+            "device": str(device)}
 
 
 def run_one(job: tuple) -> dict:
     """Run one job ``(task, record, solver)`` and return its complete row, ok or failed."""
     task, record, solver = job
     start = time.perf_counter()
-    with PeakMemory() as peak, counting() as counts:
+    with device_peak_memory(record["device"]) as peak, counting() as counts, on_device(record["device"]):
         try:
             outcome = {"status": "ok", "metrics": task.run(record["instance"], solver, record["seed"],
                                                             record["nfe_budget"], record["reduced"])}
@@ -65,12 +70,12 @@ def run_one(job: tuple) -> dict:
     images = outcome.get("metrics", {}).pop("images", None)
     return dict(record, **outcome, **counts.work(), operator_failures=counts.operator_failures,
                 operator_retries=counts.operator_retries, wall_seconds=time.perf_counter() - start,
-                peak_memory_mb=peak.megabytes,
+                peak_memory_mb=peak["mb"],
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, images=images)
 
 
 def plan(task: Task, solvers: dict[str, object], seeds: int, nfe: int | Iterable[int], reduced: bool = False,
-         instances: list[str] | None = None) -> list[tuple]:
+         instances: list[str] | None = None, device: str = "cpu") -> list[tuple]:
     """The jobs ``(task, record, solver)`` of a sweep: every NFE budget x instance (default: all
     of the task's) x solver x seed."""
     known = task.instances(reduced)
@@ -82,7 +87,7 @@ def plan(task: Task, solvers: dict[str, object], seeds: int, nfe: int | Iterable
         for instance in instances or known:
             for name, solver in solvers.items():
                 for seed in range(seeds):
-                    record = run_record(task, instance, name, solver, seed, budget, reduced)
+                    record = run_record(task, instance, name, solver, seed, budget, reduced, device)
                     jobs.setdefault(run_key(record), (task, record, solver))  # a repeated setting runs once
     return list(jobs.values())
 

@@ -6,15 +6,19 @@ background thread every ``interval`` seconds. glibc keeps freed heap memory resi
 raises its mmap threshold as large blocks are freed, which would hide later peaks; the
 threshold is therefore fixed (``mallopt``) so that every large tensor is its own mapping,
 returned to the system when freed. Off Linux, the peak of ``ru_maxrss`` is used instead.
+On CUDA, ``device_peak_memory`` reads the allocator's own peak instead.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import resource
 import threading
 import time
+
+import torch
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -69,3 +73,22 @@ class PeakMemory:
         self._thread.join()
         self.peak_bytes = max(self.peak_bytes, resident_bytes() - self._start)
 
+
+
+@contextlib.contextmanager
+def device_peak_memory(device):
+    """Yields a dict whose ``"mb"`` is, after the block, its peak memory above the start (MiB) on
+    ``device``: ``torch.cuda.max_memory_allocated`` on CUDA, the resident set (``PeakMemory``) otherwise."""
+    device = torch.device(device)
+    out = {"mb": float("nan")}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
+        yield out
+        torch.cuda.synchronize(device)
+        out["mb"] = (torch.cuda.max_memory_allocated(device) - start) / 2**20
+    else:
+        with PeakMemory() as peak:
+            yield out
+        out["mb"] = peak.megabytes

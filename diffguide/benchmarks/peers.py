@@ -57,7 +57,7 @@ class DeepinvPeer:
         width, operator, shape = hi - lo, reward.operator, tuple(x.shape[1:])
         nfe = len(sigmas) - 1
         seed = int(torch.randint(1, 2**31 - 1, (1,), generator=generator))
-        offset = operator(torch.full((1, *shape), lo, dtype=x.dtype))
+        offset = operator(torch.full((1, *shape), lo, dtype=x.dtype, device=x.device))
         y01 = ((reward.y - offset) / width).expand(x.shape[0], *reward.y.shape[1:])
         sigma_y01 = reward.sigma_y / width
         model = _CountedPrior(denoiser)
@@ -68,7 +68,7 @@ class DeepinvPeer:
                                           rng=torch.Generator().manual_seed(seed))
             out = solver(y01, physics, x_init=tuple(x.shape), seed=seed)
         elif self.method == "ddrm":
-            physics = to_deepinv_decomposable(operator, shape, sigma_y01)
+            physics = to_deepinv_decomposable(operator, shape, sigma_y01, device=x.device)
             solver = deepinv.sampling.DDRM(model, sigmas=(sigmas[:-1] / width).tolist(), eta=self.eta, etab=self.etab)
             out = solver(y01, physics, seed=seed)
         else:

@@ -7,9 +7,10 @@ for a key replaces an earlier one (a failed run tried again with ``--retry-faile
 
 Reading never raises on the file's content: a line that is not JSON (cut short by a kill), not an
 object, or a row missing a key field is skipped with one warning line on stderr naming the line;
-rows of an older format (``schema`` absent or another) are left out with one warning line for
-all of them, so their runs are done again; a report can still read the rows of schema 1 (before
-failed rows and the full key), with the settings they did not record as None.
+rows of schema 2 (before the run's device was recorded) are read as CPU runs; rows of an older
+format (``schema`` absent or another) are left out with one warning line for all of them, so their
+runs are done again; a report can still read the rows of schema 1 (before failed rows and the
+full key), with the settings they did not record as None.
 
 A run's images (for the report's grids) are saved beside it as
 ``images/<task>--<instance>--<solver>--nfe<N>--<key hash>.npz``, one float16 array per name (no
@@ -30,10 +31,10 @@ import torch
 
 RESULTS = "results.jsonl"
 #: the format of the rows written now; rows of another one are not read
-SCHEMA = 2
-#: what identifies a run: every setting that changes its result
+SCHEMA = 3
+#: what identifies a run: every setting that changes its result (``nfe_budget``: the schedule's length)
 KEY = ("task", "task_params", "instance", "reduced", "solver", "solver_class", "config", "seed", "nfe_budget",
-       "weights")
+       "weights", "device")
 STATUSES = {"ok": "metrics", "failed": "error"}  # each status and the field it must carry
 SCHEMA_1 = ("task", "instance", "solver", "config", "seed", "nfe_budget", "metrics")  # what its rows hold
 
@@ -41,6 +42,11 @@ SCHEMA_1 = ("task", "instance", "solver", "config", "seed", "nfe_budget", "metri
 def run_key(record: dict) -> tuple:
     """The run's key fields, each as canonical JSON."""
     return tuple(json.dumps(record[field], sort_keys=True) for field in KEY)
+
+
+def from_schema_2(row):
+    """A row of schema 2 (before the device was recorded: every run was on the CPU) in the current form."""
+    return {**row, "schema": SCHEMA, "device": "cpu"} if isinstance(row, dict) and row.get("schema") == 2 else row
 
 
 def row_problem(row) -> str | None:
@@ -78,7 +84,7 @@ def read_results(out: Path, warn: bool = True, older: bool = False) -> list[dict
         if not raw.strip():
             continue
         try:
-            row = json.loads(raw.decode())
+            row = from_schema_2(json.loads(raw.decode()))
         except (UnicodeDecodeError, json.JSONDecodeError):
             problem = "not JSON (a line cut short by a kill?)"
         else:

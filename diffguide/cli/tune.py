@@ -17,6 +17,7 @@ import math
 from ..tuning.beam_search import beam_search
 from .bench import TASKS
 from .counts import check_count
+from .device_options import add_device_options, resolve_device
 from .errors import UsageError
 from .lazy import resolve
 from .outputs import check_out
@@ -95,6 +96,7 @@ def add_parser(subparsers) -> None:
                    help="schedule length passed to the task (default 100; --nfe: the older name)")
     p.add_argument("--out", help="folder for tune.jsonl (required)")
     p.add_argument("--reduced", action="store_true", help="the task's reduced instances and sizes (for tests)")
+    add_device_options(p, precision=False)
     p.set_defaults(run=run)
 
 
@@ -106,6 +108,7 @@ def run(args) -> None:
     for option in ("beam", "rounds", "seeds", "steps"):
         check_count(f"--{option}", getattr(args, option), 1)
     out = check_out(args.out)
+    device = str(resolve_device(args.device))
     task = resolve(TASKS[args.task])()
     instances = task.instances(args.reduced)
     if args.instance not in instances:
@@ -123,7 +126,7 @@ def run(args) -> None:
         spec = _spec(name, {**base_params, **config})
         runs_of_last.clear()
         for seed in range(args.seeds):
-            record = run_record(task, args.instance, spec, solver, seed, args.steps, args.reduced)
+            record = run_record(task, args.instance, spec, solver, seed, args.steps, args.reduced, device)
             result = run_one((task, record, solver))
             result.pop("images", None)
             runs_of_last.append(result)

@@ -82,7 +82,7 @@ def denoise_with_features(denoiser, x: Tensor, sigma, blocks: Sequence[str] = DE
 
 def block_channels(denoiser, blocks: Sequence[str] = DEFAULT_BLOCKS) -> list[int]:
     """Channel counts of ``blocks``' outputs, from one call on a zero image at the lowest noise level."""
-    x = torch.zeros(1, *denoiser.shape)
+    x = torch.zeros(1, *denoiser.shape, device=denoiser.unet.device)
     with torch.no_grad():
         _, features = denoise_with_features(denoiser, x, denoiser.sigma_min, blocks)
     return [f.shape[1] for f in features]

@@ -44,19 +44,20 @@ def _block_dct(factor: int, dtype):
     def v_adjoint(x):
         b, c, h, w = x.shape
         blocks = x.reshape(b, c, h // factor, factor, w // factor, factor).permute(0, 1, 3, 5, 2, 4)
-        return torch.einsum("kp,bcpij->bckij", basis.to(x.dtype), blocks.reshape(b, c, factor**2, h // factor, w // factor))
+        return torch.einsum("kp,bcpij->bckij", basis.to(x), blocks.reshape(b, c, factor**2, h // factor, w // factor))
 
     def v(z):
         b, c, _, hf, wf = z.shape
-        blocks = torch.einsum("kp,bckij->bcpij", basis.to(z.dtype), z)
+        blocks = torch.einsum("kp,bckij->bcpij", basis.to(z), z)
         blocks = blocks.reshape(b, c, factor, factor, hf, wf).permute(0, 1, 4, 2, 5, 3)
         return blocks.reshape(b, c, hf * factor, wf * factor)
 
     return v_adjoint, v
 
 
-def to_deepinv_decomposable(operator, shape: tuple[int, ...], noise_sigma: float = 0.0):
-    """``operator`` (for inputs of per-sample ``shape``) as a ``deepinv.physics.DecomposablePhysics``."""
+def to_deepinv_decomposable(operator, shape: tuple[int, ...], noise_sigma: float = 0.0, device=None):
+    """``operator`` (for inputs of per-sample ``shape``) as a ``deepinv.physics.DecomposablePhysics``
+    on the operator's device; ``device`` is where the tensors it makes itself go (default: the CPU)."""
     import deepinv
 
     noise = deepinv.physics.GaussianNoise(sigma=non_negative("noise_sigma", noise_sigma))
@@ -64,7 +65,7 @@ def to_deepinv_decomposable(operator, shape: tuple[int, ...], noise_sigma: float
         a = operator.a
         m, d = a.shape
         u, s, vh = torch.linalg.svd(a, full_matrices=True)
-        singular = torch.zeros(1, d, dtype=a.dtype)
+        singular = torch.zeros(1, d, dtype=a.dtype, device=a.device)
         singular[0, :min(m, d)] = s
         return deepinv.physics.DecomposablePhysics(
             U=lambda z: z[:, :m] @ u.T.to(z.dtype), U_adjoint=lambda y: torch.nn.functional.pad(y @ u.to(y.dtype), (0, d - m)),
@@ -79,7 +80,7 @@ def to_deepinv_decomposable(operator, shape: tuple[int, ...], noise_sigma: float
         f = operator.factor
         c, h, w = shape
         v_adjoint, v = _block_dct(f, torch.float32)
-        singular = torch.zeros(1, c, f * f, h // f, w // f)
+        singular = torch.zeros(1, c, f * f, h // f, w // f, device=device)
         singular[:, :, 0] = 1 / f
         return deepinv.physics.DecomposablePhysics(
             U=lambda z: z[:, :, 0], U_adjoint=lambda y: torch.nn.functional.pad(y[:, :, None], (0, 0, 0, 0, 0, f * f - 1)),

@@ -112,5 +112,5 @@ def simulate(fields: np.ndarray, observation: NavierStokesObservation, chunk: in
     """The black-box simulator: (J, 1, N, N) NumPy fields -> (J, *sensor_shape) measurements, in
     batches of ``chunk``."""
     with torch.no_grad():
-        x = torch.from_numpy(np.ascontiguousarray(fields))
-        return torch.cat([observation.observe(part) for part in x.split(chunk)]).numpy()
+        x = torch.from_numpy(np.ascontiguousarray(fields)).to(observation.rows.device)  # where the simulator is
+        return torch.cat([observation.observe(part) for part in x.split(chunk)]).cpu().numpy()

@@ -46,6 +46,7 @@ from ...rewards.classifier import ClassifierReward
 from ...rewards.noisy_classifier import NoisyClassifierReward
 from ...rewards.readout import ReadoutReward
 from ...schedules import prior_sigmas
+from ..device_runs import solve_on_device
 from ..judge import judge_accuracy, kernel_distance, kernel_distance_floor
 
 REDUCED = ("digit-3", "digit-7")
@@ -100,7 +101,7 @@ class DigitsReward:
         g = torch.Generator().manual_seed(seed)
         sigmas = prior_sigmas(prior, nfe)
         x = sigmas[0] * torch.randn(n, *prior.shape, generator=g)
-        samples = solver(prior, reward, x, sigmas, generator=g).clamp(*prior.data_range)
+        samples = solve_on_device(solver, prior, reward, x, sigmas, generator=g).clamp(*prior.data_range)
         guide = getattr(reward, "classifier", None) or load_digit_classifier()
         with torch.no_grad():
             guide_accuracy = float((guide(samples).argmax(1) == label).float().mean())

@@ -22,6 +22,7 @@ from ...operators.matrix import Matrix
 from ...priors.gaussian_mixture import GaussianMixturePrior
 from ...rewards.likelihood import GaussianLikelihood
 from ...schedules import karras_sigmas
+from ..device_runs import solve_on_device
 
 DIMS, COMPONENTS, OPERATORS, NOISES = (2, 8, 32), (1, 4), ("identity", "wide", "ill", "mask"), (0.1, 0.5)
 REDUCED = ("d2-k4-mask-s0.5", "d4-k1-ill-s0.1")
@@ -88,7 +89,7 @@ class GMMPosterior:
         g = torch.Generator().manual_seed(seed)
         sigmas = karras_sigmas(nfe, 2e-3, 40.0).double()
         x = sigmas[0] * torch.randn(n, *prior.shape, generator=g, dtype=torch.float64)
-        samples = solver(prior, likelihood, x, sigmas, generator=g)
+        samples = solve_on_device(solver, prior, likelihood, x, sigmas, generator=g)
         references = torch.Generator().manual_seed(10**6 + seed)  # the same for every solver
         exact, exact_again = posterior.sample(n, references), posterior.sample(n, references)
         prior_samples = prior.sample(n, references)

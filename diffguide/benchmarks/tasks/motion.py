@@ -40,6 +40,7 @@ from ...operators.flow_warp import FlowWarp, warp
 from ...priors.embedded import load
 from ...rewards.motion import MotionReward
 from ...schedules import karras_sigmas
+from ..device_runs import solve_on_device
 
 DIGITS = [0, 37, 75, 110, 145, 181, 217, 253]  # held-out positions: a mix of classes
 SDEDIT_SIGMA = 1.0
@@ -136,7 +137,7 @@ class Motion:
         x = sigmas[0] * torch.randn(sources.shape, generator=g)
         if edit.start_sigma is not None:
             x = sources + x
-        result = solver(prior, reward, x, sigmas, generator=g)
+        result = solve_on_device(solver, prior, reward, x, sigmas, generator=g)
         return metrics(sources, flows, result, estimator)
 
 

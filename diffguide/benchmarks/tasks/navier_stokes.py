@@ -56,6 +56,7 @@ from ...physics.navier_stokes import NavierStokes2D
 from ...priors.embedded import load
 from ...rewards.likelihood import GaussianLikelihood
 from ...schedules import prior_sigmas
+from ..device_runs import solve_on_device
 
 TRUTH_SEED = 2  # training fields are seed 0, the held-out set seed 1
 ENSEMBLE, BATCH, REDUCED_BATCH = 128, 32, 4
@@ -130,7 +131,7 @@ class NavierStokes:
         sigmas = prior_sigmas(prior, nfe)
         batch = REDUCED_BATCH if reduced else ENSEMBLE if solver.batch_is_ensemble else BATCH
         x = sigmas[0] * torch.randn(batch, *truth.shape[1:], generator=g)
-        result = solver(prior, likelihood, x, sigmas, generator=g).detach()
+        result = solve_on_device(solver, prior, likelihood, x, sigmas, generator=g).detach()
         with torch.no_grad():
             residual = (operator.observe(result) - y).flatten(1).norm(dim=1) / (noise * y[0].numel() ** 0.5)
         return {"rel_l2": float(relative_l2(result, truth).mean()),

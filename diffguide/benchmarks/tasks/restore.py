@@ -19,6 +19,7 @@ from ...operators.inpaint import Inpaint
 from ...priors.embedded import load
 from ...rewards.likelihood import GaussianLikelihood
 from ...schedules import karras_sigmas
+from ..device_runs import solve_on_device
 
 DIGITS = [0, 37, 75, 110, 145, 181, 217, 253]  # held-out positions: a mix of classes
 DEGRADATIONS = ("blur", "box", "random", "sr2", "sr4")
@@ -66,7 +67,7 @@ class Restore:
         likelihood = GaussianLikelihood.simulate(op, truth, NOISE[dataset], torch.Generator().manual_seed(2))
         sigmas = karras_sigmas(nfe, 2e-3, 80.0)
         x = sigmas[0] * torch.randn(truth.shape, generator=g)
-        result = solver(prior, likelihood, x, sigmas, generator=g)
+        result = solve_on_device(solver, prior, likelihood, x, sigmas, generator=g)
         with torch.no_grad():
             consistency = likelihood.distance(op(result)) / likelihood.y.flatten(1).norm(dim=1)
         return {"psnr": float(psnr(result, truth).mean()), "ssim": float(ssim(result, truth).mean()),

@@ -1,0 +1,50 @@
+"""The device a benchmark run works on.
+
+The harness opens ``on_device(record["device"])`` around each run; a task builds its problem on
+the CPU as always and calls ``solve_on_device`` where it would call the solver: the prior, the
+reward (with its operator) and the state go to the run's device, the solver runs there, and the
+result comes back to the CPU with the prior and reward, so the task scores it as before. On the
+CPU nothing moves and results are bitwise those of a plain call.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+import torch
+from torch import nn
+
+_device: contextvars.ContextVar[torch.device] = contextvars.ContextVar("diffguide_bench_device",
+                                                                        default=torch.device("cpu"))
+
+
+@contextlib.contextmanager
+def on_device(device):
+    """Run the benchmark code inside on ``device``."""
+    token = _device.set(torch.device(device))
+    try:
+        yield
+    finally:
+        _device.reset(token)
+
+
+def _home(module) -> torch.device:
+    tensor = next(iter([*module.parameters(), *module.buffers()]), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def solve_on_device(solver, prior, reward, x: torch.Tensor, sigmas: torch.Tensor, *, generator=None, **cond):
+    """``solver(prior, reward, x, sigmas, generator=generator, **cond)`` on the run's device, the
+    result on the CPU; the prior and the reward are back where they were afterwards."""
+    device = _device.get()
+    if device.type == "cpu":
+        return solver(prior, reward, x, sigmas, generator=generator, **cond)
+    modules = [(m, _home(m)) for m in (prior, reward) if isinstance(m, nn.Module)]
+    try:
+        for module, _ in modules:
+            module.to(device)
+        cond = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in cond.items()}
+        return solver(prior, reward, x.to(device), sigmas, generator=generator, **cond).cpu()
+    finally:
+        for module, home in modules:
+            module.to(home)
