@@ -24,6 +24,8 @@ from typing import Callable
 import torch
 from torchdiffeq import odeint
 
+from .noise import rand, randn
+
 
 def prior_log_likelihood(denoiser, x: torch.Tensor, *, sigma_min: float = 1e-3, sigma_max: float = 100.0,
                          trace: str = "exact", probes: int = 1, probe: str = "rademacher",
@@ -39,8 +41,8 @@ def prior_log_likelihood(denoiser, x: torch.Tensor, *, sigma_min: float = 1e-3, 
     batch, dim = x.shape[0], x[0].numel()
     if trace == "hutchinson":
         shape = (probes, *x.shape)
-        v = torch.randn(shape, generator=generator, dtype=x.dtype, device=x.device) if probe == "gaussian" else \
-            torch.randint(0, 2, shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
+        v = randn(shape, generator, dtype=x.dtype, device=x.device) if probe == "gaussian" else \
+            (rand(shape, generator, dtype=x.dtype, device=x.device) < 0.5).to(x.dtype) * 2 - 1  # drawn as on the CPU
 
     def drift(sigma, state):
         xs = state[0]

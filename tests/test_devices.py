@@ -50,10 +50,9 @@ def test_a_gaussian_prior_samples_on_cuda_from_a_cpu_generator():
     assert on_cuda.device.type == "cuda" and torch.allclose(on_cuda.cpu(), on_cpu)
 
 
-# --- the solver contract on every device there is: CPU always, CUDA when present (marker "gpu") ---
+# --- the solver contract on every device there is: CPU always, CUDA when present (marked "gpu" by conftest) ---
 
-DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                                    reason="needs CUDA")])]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
 
 
 def small_problem(device, dtype=torch.float64):

@@ -120,7 +120,6 @@ def test_sweep_rows_name_their_device_and_schema_2_rows_read_as_cpu_runs(tmp_pat
     assert main(argv) == 0 and len(read_results(tmp_path)) == 2  # the CPU run is done: nothing re-run
 
 
-@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_a_sweep_runs_on_cuda_and_counts_device_memory(tmp_path):
     import json

@@ -47,6 +47,8 @@ from .peak_memory import device_peak_memory
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
+    """One benchmark size: the random-weight UNet, the schedule lengths and the batch sizes measured."""
+
     name: str
     size: int  # the UNet's sample_size (square RGB images)
     channels: tuple[int, int, int, int]  # block_out_channels of its four levels

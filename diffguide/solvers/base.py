@@ -85,7 +85,6 @@ class Solver(abc.ABC):
 
     def check(self, denoiser, reward, x, sigmas) -> None:
         """Device, dtype, shape, schedule and reward checks, raised as ``ValueError`` before sampling starts."""
-        check_placement(denoiser, reward, x)
         shape = tuple(denoiser.shape)
         if tuple(x.shape[1:]) != shape:
             raise ValueError(f"the initial state has per-sample shape {tuple(x.shape[1:])}, but the prior expects {shape}")
@@ -100,6 +99,7 @@ class Solver(abc.ABC):
                              f"{sigma_max:.6g} (the noise range it was trained on); start at or below it, e.g. "
                              "diffguide.schedules.prior_sigmas(prior, steps)")
         if self.needs == "none":
+            check_placement(denoiser, None, x)
             return
         if reward is None:
             raise ValueError(f"{type(self).__name__} is a guided solver and needs a reward (or likelihood), got None")
@@ -107,6 +107,7 @@ class Solver(abc.ABC):
             raise ValueError(f"{type(self).__name__} backpropagates through the reward, but {type(reward).__name__} "
                              "is not differentiable (a black box); use a derivative-free solver")
         reward.check(shape, x.dtype)
+        check_placement(denoiser, reward, x)
 
 
 def _rule_of_default(default) -> validation.Rule | None:
