@@ -45,8 +45,17 @@ def test_solve_writes_measurement_result_and_metrics(prior_dir, tmp_path):
     for key in ("psnr", "ssim", "relative_l2", "data_consistency", "nfe", "wall_seconds", "seed"):
         assert key in report
     assert report["nfe"] == 4 and report["grad_evals"] == 4 and report["config"]["zeta"] == 6.0
+    assert report["backward_passes"] == 4 and report["network_passes"] == 12 and report["device"] == "cpu"
     assert Image.open(tmp_path / "out" / "measurement.png").size == (8, 8)
     assert Image.open(tmp_path / "out" / "result.png").size == (16, 16)
+
+
+def test_a_result_below_the_baseline_gets_a_note(prior_dir, tmp_path, capsys):
+    # an untrained prior and a noise image: picking among unguided samples cannot beat the measurement
+    assert main(solve_args(prior_dir, tmp_path, **{"--solver": "best-of-n:n=2"})) == 0
+    report = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert report["psnr"] < report["baseline"]["psnr"]
+    assert "note: the result scores below the baseline" in capsys.readouterr().err
 
 
 def test_solve_same_seed_same_output(prior_dir, tmp_path):

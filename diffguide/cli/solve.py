@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 
 from .device_options import add_device_options
@@ -126,4 +127,8 @@ def run(args) -> None:
     scores = f"PSNR {report['psnr']:.2f} dB, SSIM {report['ssim']:.3f}, " if truth is not None else ""
     if "baseline" in report:
         scores += f"(baseline, {report['baseline']['method']}: {report['baseline']['psnr']:.2f} dB), "
-    print(f"{scores}data consistency {float(consistency):.3f}, {counts.nfe} NFE, {wall:.1f} s -> {out}")
+    print(f"{scores}data consistency {float(consistency):.3f}, {counts.nfe} NFE, {counts.backward_passes} backward "
+          f"passes, {wall:.1f} s -> {out}")
+    if "baseline" in report and report["psnr"] < report["baseline"]["psnr"]:
+        print(f"diffguide solve: note: the result scores below the baseline ({report['baseline']['method']}); "
+              f"{type(solver).__name__} may not suit this problem at these settings (dps is the default)", file=sys.stderr)
