@@ -6,9 +6,11 @@ one run on a shipped prior (CPU, resident memory via ``PeakMemory``):
 - SAG: the peak memory of one guided gradient (the n-step ODE estimate ``x0_hat`` and
   ``grad_x r(x0_hat)``) at n = 1, 2, 4, 8 inner steps, by the symplectic adjoint
   (``adjoint_gradient``: checkpoints and per-step recomputation) next to plain autograd through
-  the same n steps, with each one's ratio peak(n) / peak(n = 1). Goal: the adjoint's ratio at
-  n = 8 is at most 1.3, while plain autograd's grows with n. The adjoint's relative difference
-  from the autograd gradient shows both compute the same thing.
+  the same n steps, and torchdiffeq's ``odeint_adjoint`` (the continuous adjoint, solved backward
+  with Euler steps on the same grid), with each one's ratio peak(n) / peak(n = 1). Goal: the
+  adjoint's ratio at n = 8 is at most 1.3, while plain autograd's grows with n. The relative
+  difference from the autograd gradient shows which compute the same thing: the symplectic
+  adjoint is the exact discrete adjoint; the continuous adjoint on a coarse grid is not.
 - DOODL: the peak memory of one gradient of the final EDICT sample's reward with respect to the
   initial noise at 10, 20 and 50 sampling steps, by DOODL's invertible backward pass next to
   plain autograd through the same chain (``memory_doodl.py``; batch 8).
