@@ -41,7 +41,7 @@ from ..rewards.likelihood import GaussianLikelihood
 from ..schedules import scheduler_sigmas
 from ..solvers import (DDIM, DPS, DPSGSG, TDS, TFG, EnKG, SymplecticAdjointGuidance, UniversalGuidance,
                        set_progress)
-from .overhead import ddim_overhead, dps_timing, synchronize
+from .overhead import ddim_overhead, dps_timing, seconds
 from .peak_memory import device_peak_memory
 
 
@@ -101,14 +101,6 @@ def inpainting(shape, device, sigma_y: float = 0.05) -> GaussianLikelihood:
     return GaussianLikelihood(operator, operator(truth), sigma_y)
 
 
-def timed(fn) -> float:
-    synchronize()
-    start = time.perf_counter()
-    fn()
-    synchronize()
-    return time.perf_counter() - start
-
-
 def sampler(solver, denoiser, reward, sigmas, batch: int, device: torch.device):
     """A function running one whole sampling run (the same inputs each time)."""
     def once():
@@ -126,7 +118,7 @@ def solver_row(solver, denoiser, likelihood, sigmas, batch: int, repeats: int, d
     once()  # warm-up
     with device_peak_memory(device) as memory, counting() as counts:
         once()
-    best = min(timed(once) for _ in range(repeats))
+    best = min(seconds(once) for _ in range(repeats))
     return {"ms_per_step": 1e3 * best / steps, "peak_mb": memory["mb"], "nfe_per_step": counts.nfe / steps,
             "backward_per_step": counts.backward_passes / steps, "gradients_per_step": counts.grad_evals / steps}
 
@@ -157,7 +149,7 @@ def physical_limit(unet, denoiser, likelihood, sigmas, batch: int, repeats: int,
     dps(), passes()  # warm-up
     dps_s, fb_s = float("inf"), float("inf")
     for _ in range(repeats + 1):
-        dps_s, fb_s = min(dps_s, timed(dps)), min(fb_s, timed(passes))
+        dps_s, fb_s = min(dps_s, seconds(dps)), min(fb_s, seconds(passes))
     return {"forward_backward_ms": 1e3 * fb_s / steps, "dps_step_ms": 1e3 * dps_s / steps, "ratio": dps_s / fb_s}
 
 
