@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..counting import counting
 from ..executors import InProcess
 from .failures import failure
-from .device_runs import on_device
+from ..device_runs import on_device
 from .peak_memory import device_peak_memory
 from .results import SCHEMA, append_result, read_results, run_key, save_images
 from .settings import task_params, weights_digest

@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+from .device_options import add_device_options, resolve_device
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("demo", help="run the demo problems and write a report",
@@ -14,27 +16,31 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quick", action="store_true", help="fewer steps and smaller images (for tests)")
     p.add_argument("--seed", type=int, default=0)
+    add_device_options(p, precision=False)
     p.set_defaults(run=run)
 
 
 def run(args) -> None:
     import torch
 
+    from ..device_runs import on_device
     from ..plotting import plt
     from .common import write_outputs
     from .demo_problems import PROBLEMS
     from .outputs import check_out
 
     check_out(args.out)
+    device = resolve_device(args.device)
     start = time.perf_counter()
     results = {}
-    for name, problem in PROBLEMS.items():
-        print(f"{name} ...", flush=True)
-        results[name] = problem(args.quick, torch.Generator().manual_seed(args.seed))
+    with on_device(device):  # each problem is built on the CPU and solved on the device
+        for name, problem in PROBLEMS.items():
+            print(f"{name} ...", flush=True)
+            results[name] = problem(args.quick, torch.Generator().manual_seed(args.seed))
     files = {f"{name}.png": (lambda path, fig=fig: fig.savefig(path, dpi=110)) for name, (fig, _, _) in results.items()}
     files["metrics.json"] = {name: metrics for name, (_, metrics, _) in results.items()}
     lines = ["# diffguide demo", "", f"Seed {args.seed}{', quick mode' if args.quick else ''}; "
-             f"{time.perf_counter() - start:.0f} s on this machine.", ""]
+             f"{time.perf_counter() - start:.0f} s on this machine ({device}).", ""]
     for name, (_, metrics, caption) in results.items():
         lines += [f"## {name}", "", caption, "", f"![{name}]({name}.png)", "", "```json",
                   json.dumps(metrics, indent=1), "```", ""]

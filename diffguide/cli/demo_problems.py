@@ -25,6 +25,7 @@ from ..benchmarks.tasks.navier_stokes import NavierStokes, prior_mean
 from ..benchmarks.tasks.restore import DIGITS
 from ..data.digits import load_digits_split
 from ..data.photos import photos_eval
+from ..device_runs import solve_on_device
 from ..metrics import psnr, relative_l2, sliced_wasserstein, ssim
 from ..models.load import load_digit_classifier
 from ..operators.blur import Blur
@@ -72,7 +73,7 @@ def mixture_posterior(quick: bool, generator: torch.Generator):
     for name, solver in solvers.items():
         x = sigmas[0] * torch.randn(n, 2, generator=generator, dtype=torch.float64)
         with counting() as counts:
-            samples[name] = solver(prior, likelihood, x, sigmas, generator=generator)
+            samples[name] = solve_on_device(solver, prior, likelihood, x, sigmas, generator=generator)
         metrics[name] = {"sliced_wasserstein": sw(samples[name], exact),
                          "mean_error": float((samples[name].mean(0) - posterior.mean()).norm()),
                          **counts.work(), "solver": repr(solver)}
@@ -108,7 +109,7 @@ def restoration(prior, truth, operator, sigma_y, solver, steps, generator, title
     x = sigmas[0] * torch.randn(truth.shape, generator=generator)
     start = time.perf_counter()
     with counting() as counts:
-        result = solver(prior, likelihood, x, sigmas, generator=generator)
+        result = solve_on_device(solver, prior, likelihood, x, sigmas, generator=generator)
     width = prior.data_range[1] - prior.data_range[0]
     metrics = {"psnr": float(psnr(result, truth, width).mean()), "ssim": float(ssim(result, truth, width).mean()),
                "nfe": counts.nfe, "seconds": time.perf_counter() - start, "solver": repr(solver),
@@ -173,7 +174,8 @@ def digits_class(quick, generator):
     x = sigmas[0] * torch.randn(len(labels), *prior.shape, generator=generator)
     solver = DPS(step_size="constant", zeta=0.1)
     with counting() as counts:
-        samples = solver(prior, ClassifierReward(classifier, labels), x, sigmas, generator=generator)
+        samples = solve_on_device(solver, prior, ClassifierReward(classifier, labels), x, sigmas,
+                                  generator=generator)
     with torch.no_grad():
         predicted = classifier(samples).argmax(1)
     accuracy = float((predicted == labels).float().mean())
@@ -200,11 +202,12 @@ def reward_guidance(quick, generator):
     rows, metrics = {}, {}
     for name, solver in REWARD_SOLVERS.items():
         with counting() as counts:
-            samples = solver(prior, guiding_reward(solver, labels), x, sigmas,
-                             generator=torch.Generator().manual_seed(int(generator.initial_seed()))).clamp(-1, 1)
+            samples = solve_on_device(solver, prior, guiding_reward(solver, labels), x, sigmas,
+                                      generator=torch.Generator().manual_seed(int(generator.initial_seed())))
+            samples = samples.clamp(-1, 1)
         judged = float((judge_predict(samples) == labels).float().mean())
         rows[f"{name}\n{judged:.0%}"] = samples
-        metrics[name] = {"judge_accuracy": judged, "nfe": counts.nfe, "solver": repr(solver)}
+        metrics[name] = {"judge_accuracy": judged, **counts.work(), "solver": repr(solver)}
     fig = comparison_figure(rows, prior.data_range, title="requested digit 0-9 in each column; "
                             "row label: fraction the independent judge classifies as requested", size=0.9)
     return fig, metrics, ("The unconditional `digits` prior asked for the digits 0-9 by each reward-guided solver, "
@@ -224,7 +227,8 @@ def navier_stokes(quick, generator):
     solver = EnKG(guidance_scale=1.0)
     start = time.perf_counter()
     with counting() as counts:
-        ensemble = solver(prior, GaussianLikelihood(operator.black_box(), y, noise), x, sigmas, generator=generator)
+        ensemble = solve_on_device(solver, prior, GaussianLikelihood(operator.black_box(), y, noise), x, sigmas,
+                                   generator=generator)
     mean = ensemble.mean(0, keepdim=True)
     metrics = {"rel_l2_of_mean": float(relative_l2(mean, truth)), "rel_l2": float(relative_l2(ensemble, truth).mean()),
                "rel_l2_prior_mean": float(relative_l2(prior_mean(), truth)), "forward_evaluations": counts.operator_evals,

@@ -53,7 +53,7 @@ from ...rewards.classifier import ClassifierReward
 from ...rewards.noisy_classifier import NoisyClassifierReward
 from ...rewards.readout import ReadoutReward
 from ...schedules import prior_sigmas
-from ..device_runs import solve_on_device
+from ...device_runs import solve_on_device
 from ..judge import judge_accuracy, kernel_distance, kernel_distance_floor
 
 REDUCED = ("digit-3", "digit-7")

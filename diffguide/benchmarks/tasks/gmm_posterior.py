@@ -22,7 +22,7 @@ from ...operators.matrix import Matrix
 from ...priors.gaussian_mixture import GaussianMixturePrior
 from ...rewards.likelihood import GaussianLikelihood
 from ...schedules import karras_sigmas
-from ..device_runs import solve_on_device
+from ...device_runs import solve_on_device
 
 DIMS, COMPONENTS, OPERATORS, NOISES = (2, 8, 32), (1, 4), ("identity", "wide", "ill", "mask"), (0.1, 0.5)
 REDUCED = ("d2-k4-mask-s0.5", "d4-k1-ill-s0.1")

@@ -40,7 +40,7 @@ from ...operators.flow_warp import FlowWarp, warp
 from ...priors.embedded import load
 from ...rewards.motion import MotionReward
 from ...schedules import karras_sigmas
-from ..device_runs import solve_on_device
+from ...device_runs import solve_on_device
 
 DIGITS = [0, 37, 75, 110, 145, 181, 217, 253]  # held-out positions: a mix of classes
 SDEDIT_SIGMA = 1.0

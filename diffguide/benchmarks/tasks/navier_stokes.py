@@ -56,7 +56,7 @@ from ...physics.navier_stokes import NavierStokes2D
 from ...priors.embedded import load
 from ...rewards.likelihood import GaussianLikelihood
 from ...schedules import prior_sigmas
-from ..device_runs import solve_on_device
+from ...device_runs import solve_on_device
 
 TRUTH_SEED = 2  # training fields are seed 0, the held-out set seed 1
 ENSEMBLE, BATCH, REDUCED_BATCH = 128, 32, 4

@@ -19,7 +19,7 @@ from ...operators.inpaint import Inpaint
 from ...priors.embedded import load
 from ...rewards.likelihood import GaussianLikelihood
 from ...schedules import karras_sigmas
-from ..device_runs import solve_on_device
+from ...device_runs import solve_on_device
 
 DIGITS = [0, 37, 75, 110, 145, 181, 217, 253]  # held-out positions: a mix of classes
 DEGRADATIONS = ("blur", "box", "random", "sr2", "sr4")

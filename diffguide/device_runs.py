@@ -1,7 +1,8 @@
-"""The device a benchmark run works on.
+"""The device a benchmark run or a demo problem works on.
 
-The harness opens ``on_device(record["device"])`` around each run; a task builds its problem on
-the CPU as always and calls ``solve_on_device`` where it would call the solver: the prior, the
+The bench harness opens ``on_device(record["device"])`` around each run (``demo`` around all its
+problems); a task builds its problem on the CPU as always and calls ``solve_on_device`` where it
+would call the solver: the prior, the
 reward (with its operator) and the state go to the run's device, the solver runs there, and the
 result comes back to the CPU with the prior and reward, so the task scores it as before. On the
 CPU nothing moves and results are bitwise those of a plain call.
