@@ -112,7 +112,7 @@ def restoration(prior, truth, operator, sigma_y, solver, steps, generator, title
         result = solve_on_device(solver, prior, likelihood, x, sigmas, generator=generator)
     width = prior.data_range[1] - prior.data_range[0]
     metrics = {"psnr": float(psnr(result, truth, width).mean()), "ssim": float(ssim(result, truth, width).mean()),
-               "nfe": counts.nfe, "seconds": time.perf_counter() - start, "solver": repr(solver),
+               **counts.work(), "seconds": time.perf_counter() - start, "solver": repr(solver),
                "sigma_y": sigma_y, "images": len(truth)}
     measurement = F.interpolate(likelihood.y, size=truth.shape[-2:], mode="nearest")  # low-res shown blocky
     fig = comparison_figure({"measurement": measurement, f"DPS ({steps} steps)": result, "ground truth": truth},
@@ -182,7 +182,7 @@ def digits_class(quick, generator):
     fig = image_grid_figure(samples, prior.data_range, columns=10,
                             labels=[f"{int(t)}->{int(p)}" for t, p in zip(labels, predicted)],
                             title=f"requested -> classified: {accuracy:.0%} as requested")
-    metrics = {"accuracy": accuracy, "nfe": counts.nfe, "solver": repr(solver)}
+    metrics = {"accuracy": accuracy, **counts.work(), "solver": repr(solver)}
     return fig, metrics, ("Unconditional `digits` prior steered by DPS with the clean classifier's log-probability "
                           "of the requested class as reward (the classifier also judges here; an independent "
                           "judge comes with the reward benchmarks).")
@@ -232,7 +232,7 @@ def navier_stokes(quick, generator):
     mean = ensemble.mean(0, keepdim=True)
     metrics = {"rel_l2_of_mean": float(relative_l2(mean, truth)), "rel_l2": float(relative_l2(ensemble, truth).mean()),
                "rel_l2_prior_mean": float(relative_l2(prior_mean(), truth)), "forward_evaluations": counts.operator_evals,
-               "nfe": counts.nfe, "seconds": time.perf_counter() - start, "solver": repr(solver), "particles": particles}
+               **counts.work(), "seconds": time.perf_counter() - start, "solver": repr(solver), "particles": particles}
     sensors = torch.full(truth.shape[-2:], float("nan"))  # the measurement on the grid, blank between sensors
     sensors[operator.rows, operator.cols] = y.flatten() / operator.scale
     fig = field_figure({"true vorticity at t0": truth[0, 0], f"sensors at t0 + {operator.T:g} (noisy)": sensors,
