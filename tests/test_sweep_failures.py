@@ -57,13 +57,13 @@ def test_a_diverging_config_is_a_failed_row_and_the_sweep_goes_on(tmp_path, caps
         assert "\n" not in row["error"]["message"] and "metrics" not in row
     assert sorted(row["instance"] for row in rows if row["solver"] == "ddim" and row["status"] == "ok") == INSTANCES
     printed = capsys.readouterr()
-    assert "2 of 4 runs failed:" in printed.out and printed.out.count(f"{DIVERGES}, seed 0, 6 NFE") == 2
+    assert "2 of 4 runs failed:" in printed.out and printed.out.count(f"{DIVERGES}, seed 0, 6 steps") == 2
     last = printed.err.splitlines()[-1]
     assert last == "diffguide bench: 2 of 4 runs failed; a rerun skips them unless --retry-failed"
     assert cli("bench", "report", out) == 0
     report = (out / "report.md").read_text()
     assert "2 runs ok, 2 failed." in report and "## Failed runs" in report
-    assert report.count(f"{DIVERGES}, seed 0, 6 NFE, reduced: GuidanceDivergedError") == 2
+    assert report.count(f"{DIVERGES}, seed 0, 6 steps, reduced: GuidanceDivergedError") == 2
     before = (out / RESULTS).read_bytes()
     assert cli(*sweep, "--out", out) == 1 and (out / RESULTS).read_bytes() == before  # skipped, still named
     assert capsys.readouterr().out.count(DIVERGES) == 2
