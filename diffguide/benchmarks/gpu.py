@@ -193,13 +193,13 @@ def fmt(value: float, digits: int = 2) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
-def report(setting: Setting, device: torch.device, results: dict, seconds: float) -> str:
+def report(setting: Setting, device: torch.device, results: dict, wall_seconds: float) -> str:
     s = setting
     lines = [
         "# diffguide GPU benchmark", "",
         f"Device: **{device_name(device)}** (`{device}`); torch {torch.__version__}"
         + (f", CUDA {torch.version.cuda}" if device.type == "cuda" else "") + f"; setting `{s.name}`; "
-        f"whole run {seconds:.0f} s. Command: `python -m diffguide.benchmarks.gpu"
+        f"whole run {wall_seconds:.0f} s. Command: `python -m diffguide.benchmarks.gpu"
         + ("" if device.type == "cuda" else f" --device {device}") + (f" --{s.name}" if s.name == "tiny" else "") + "`.",
         "",
         f"UNet2DModel with random weights: {s.size}x{s.size} RGB, block_out_channels {list(s.channels)}, "
