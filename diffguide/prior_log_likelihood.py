@@ -34,7 +34,8 @@ def prior_log_likelihood(denoiser, x: torch.Tensor, *, sigma_min: float = 1e-3, 
                          denoise: Callable | None = None) -> torch.Tensor:
     """``log p_{sigma_min}(x)`` in nats per sample (B,), by the PF-ODE from ``sigma_min`` to ``sigma_max``."""
     if trace not in ("exact", "hutchinson") or probe not in ("rademacher", "gaussian"):
-        raise ValueError(f"trace must be 'exact' or 'hutchinson' and probe 'rademacher' or 'gaussian', got {trace!r}, {probe!r}")
+        raise ValueError("trace must be 'exact' or 'hutchinson' and probe 'rademacher' or 'gaussian', "
+                         f"got {trace!r}, {probe!r}")
     if not 0 < sigma_min < sigma_max:
         raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
     denoise = denoise or denoiser
@@ -63,7 +64,8 @@ def prior_log_likelihood(denoiser, x: torch.Tensor, *, sigma_min: float = 1e-3, 
     if method in ("dopri5", "bosh3", "adaptive_heun"):
         options = dict(rtol=rtol, atol=atol)
     else:
-        t = torch.exp(torch.linspace(math.log(sigma_min), math.log(sigma_max), steps + 1, dtype=x.dtype, device=x.device))
+        t = torch.exp(torch.linspace(math.log(sigma_min), math.log(sigma_max), steps + 1, dtype=x.dtype,
+                                     device=x.device))
         options = {}
     with torch.no_grad():
         xs, delta = odeint(drift, (x, torch.zeros(batch, dtype=x.dtype, device=x.device)), t, method=method, **options)

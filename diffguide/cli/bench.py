@@ -39,8 +39,9 @@ def parse_bench_solver(spec: str):
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("bench", help="run a benchmark task, or 'bench report DIR'",
-                              description="Run every (instance, solver, seed) of TASK with a schedule of --steps steps and append "
-                                          "one JSON line per run, with the network passes it spent, to DIR/results.jsonl (a rerun skips what is done, "
+                              description="Run every (instance, solver, seed) of TASK with a schedule of --steps "
+                                          "steps and append one JSON line per run, with the network passes it "
+                                          "spent, to DIR/results.jsonl (a rerun skips what is done, "
                                           "failed runs too unless --retry-failed); a run that fails is recorded as "
                                           "failed and the rest go on, and the exit code is 1 when some failed. "
                                           "'diffguide bench report DIR' writes DIR/report.md and plots.")

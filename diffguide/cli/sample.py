@@ -41,8 +41,8 @@ def run(args) -> None:
 
     from ..counting import counting
     from .common import load_prior, schedule, write_outputs
-    from .device_options import place_prior, resolve_device
     from .counts import MAX_SEED, MAX_STEPS, check_count
+    from .device_options import place_prior, resolve_device
     from .images import grid, save_image, to_uint8
     from .memory_bounds import check_fits, device_of, estimate_bytes
     from .outputs import check_disk, check_out

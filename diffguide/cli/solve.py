@@ -49,9 +49,10 @@ def run(args) -> None:
     from ..counting import counting
     from ..metrics import psnr, relative_l2, ssim
     from ..rewards.likelihood import GaussianLikelihood
+    from ..device_runs import on_device, solve_on_device
     from .common import fit_prior, load_prior, schedule, write_outputs
-    from .device_options import place_prior, resolve_device
     from .counts import MAX_SEED, MAX_STEPS, check_count, check_positive_float
+    from .device_options import place_prior, resolve_device
     from .images import grid, read_image, save_image
     from .measurements import read_measurement
     from .memory_bounds import check_fits, device_of, estimate_bytes
@@ -92,10 +93,9 @@ def run(args) -> None:
     x = sigmas[0] * torch.randn(particles, *prior.shape, generator=generator)
 
     start = time.perf_counter()
-    with counting() as counts:
-        samples = solver(prior, likelihood.to(device), x.to(device), sigmas, generator=generator).cpu()
+    with counting() as counts, on_device(device):  # the scores and images are made on the CPU
+        samples = solve_on_device(solver, prior, likelihood, x, sigmas, generator=generator)
     wall = time.perf_counter() - start
-    likelihood, prior = likelihood.cpu(), prior.cpu()  # the scores and images are made on the CPU
     result = samples.mean(0, keepdim=True)
 
     width = prior.data_range[1] - prior.data_range[0]
@@ -111,7 +111,8 @@ def run(args) -> None:
             report["baseline"] = {"method": baseline[0], "psnr": float(psnr(estimate, truth, width)),
                                   "ssim": float(ssim(estimate, truth, width))}
     report.update({
-        **counts.work(), "wall_seconds": wall, "device": str(device), "precision": args.precision, "seed": args.seed, "steps": args.steps, "sigma_y": args.sigma_y, "particles": particles,
+        **counts.work(), "wall_seconds": wall, "device": str(device), "precision": args.precision,
+        "seed": args.seed, "steps": args.steps, "sigma_y": args.sigma_y, "particles": particles,
         "operator": args.operator, "solver": type(solver).__name__, "config": dataclasses.asdict(solver),
         "prior": str(args.prior), "model": getattr(prior, "model_config", None), "input": args.input,
         "measurement": args.measurement,
@@ -131,4 +132,5 @@ def run(args) -> None:
           f"passes, {wall:.1f} s -> {out}")
     if "baseline" in report and report["psnr"] < report["baseline"]["psnr"]:
         print(f"diffguide solve: note: the result scores below the baseline ({report['baseline']['method']}); "
-              f"{type(solver).__name__} may not suit this problem at these settings (dps is the default)", file=sys.stderr)
+              f"{type(solver).__name__} may not suit this problem at these settings (dps is the default)",
+              file=sys.stderr)

@@ -15,9 +15,9 @@ DATA = {"digits": ("diffguide.data.digits:digits_train", "diffguide.training.une
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a diffusion prior (digits, photos or ns-vorticity)",
-                              description="Train a UNet prior with EMA, bf16 autocast on --device, checkpoints every few minutes "
-                                          "and a log in --out; rerun the same command to resume. The result is "
-                                          "exported to --out/final (diffusers layout + card.json).")
+                              description="Train a UNet prior with EMA, bf16 autocast on --device, checkpoints "
+                                          "every few minutes and a log in --out; rerun the same command to resume. "
+                                          "The result is exported to --out/final (diffusers layout + card.json).")
     p.add_argument("--data", required=True, help=f"training images: {', '.join(sorted(DATA))}")
     p.add_argument("--steps", type=int, required=True, help="total optimizer steps")
     p.add_argument("--out", required=True, help="run folder (checkpoint, train.log, final/)")

@@ -164,7 +164,8 @@ class EnKG(Solver):
             if self.guided(i, n_steps):
                 inner = inner_sigmas(run.sigmas, i, self.inner_steps(i, n_steps))
                 for _ in range(self.updates):
-                    x = ensemble_kalman_update(run.denoise, reward, x, inner, self.step_size(i, n_steps), self.ode_method)
+                    x = ensemble_kalman_update(run.denoise, reward, x, inner, self.step_size(i, n_steps),
+                                               self.ode_method)
             x, x0 = ode_step(run.denoise, x, sigma, sigma_next)  # the prior's ODE step
             run.record(i, sigma_next, x, x0)
         return x
