@@ -38,6 +38,13 @@ def test_decomposition_reproduces_the_operator(name):
         assert physics.V_adjoint(x).shape[1:] == mask.shape[1:]
 
 
-def test_unknown_operator_is_a_clear_error():
+def test_small_operators_without_a_closed_form_get_a_dense_decomposition():
+    operator = Blur.gaussian(1.0, padding="reflect")
+    physics = to_deepinv_decomposable(operator, (1, 8, 8))
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(physics.A(x), operator(x), atol=1e-5)
+
+
+def test_large_operator_without_a_decomposition_is_a_clear_error():
     with pytest.raises(ValueError, match="reflect padding"):
-        to_deepinv_decomposable(Blur.gaussian(1.0, padding="reflect"), (1, 8, 8))
+        to_deepinv_decomposable(Blur.gaussian(1.0, padding="reflect"), (3, 128, 128))

@@ -3,7 +3,11 @@
 ``Operator.differentiable = False`` marks a black box: nothing may backpropagate
 through it. ``LinearOperator`` adds ``adjoint(y)``; subclasses give it in closed
 form where they can, otherwise the autograd fallback computes ``A^T y`` as the
-gradient of ``<A x, y>``.
+gradient of ``<A x, y>``. It also gives the linear algebra restoration solvers need:
+``svd(shape)`` (a closed-form ``SingularValueDecomposition`` or None), ``decomposition(shape)``
+(that, or a dense SVD for small inputs), ``pseudo_inverse(y)`` and
+``regularised_solve(y, x, rho) = (A^T A + rho I)^{-1} (A^T y + rho x)``, in closed form from
+the SVD where there is one and by conjugate gradients on the normal equations otherwise.
 
 Every top-level call counts ``operator_evals`` (one per sample, see
 ``diffguide.counting``); calls nested inside another operator (a composition) do not.
@@ -17,6 +21,8 @@ import torch
 from torch import nn
 
 from ..counting import count
+from .normal_equations import conjugate_gradient_normal
+from .svd import SingularValueDecomposition, dense_svd, dense_svd_fits, per_sample
 
 _inside_operator: contextvars.ContextVar[bool] = contextvars.ContextVar("inside_operator", default=False)
 
@@ -90,3 +96,40 @@ class LinearOperator(Operator):
         basis = torch.eye(n, dtype=dtype, device=self._probe_kwargs().get("device")).reshape(n, *input_shape)
         with _uncounted():
             return self.forward(basis).reshape(n, -1).T.contiguous()
+
+    def svd(self, input_shape: tuple[int, ...]) -> SingularValueDecomposition | None:
+        """The closed-form SVD for inputs of per-sample ``input_shape``; None when none is known."""
+        return None
+
+    def decomposition(self, input_shape: tuple[int, ...]) -> SingularValueDecomposition:
+        """The closed-form SVD, else a dense one from ``matrix`` for inputs of at most
+        ``svd.DENSE_SVD_LIMIT`` entries; ``ValueError`` when neither is available."""
+        svd = self.svd(tuple(input_shape))
+        if svd is not None:
+            return svd
+        if dense_svd_fits(tuple(input_shape)):
+            return dense_svd(self, tuple(input_shape))
+        raise ValueError(f"no singular value decomposition is known for {self.description()} on inputs of "
+                         f"shape {tuple(input_shape)} (too large for a dense one); a closed form exists for "
+                         "Identity, Inpaint, Downsample, Matrix and Blur with circular padding")
+
+    def description(self) -> str:
+        """The operator's name for messages (subclasses add what decides their linear algebra)."""
+        return type(self).__name__
+
+    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """``A^+ y``, the minimum-norm least-squares solution: from the SVD, else by conjugate gradients."""
+        svd = self.svd(self.input_shape(tuple(y.shape[1:])))
+        if svd is not None:
+            return svd.pseudo_inverse(y)
+        with _uncounted():
+            return conjugate_gradient_normal(self, self.adjoint(y))
+
+    def regularised_solve(self, y: torch.Tensor, x: torch.Tensor, rho) -> torch.Tensor:
+        """``(A^T A + rho I)^{-1} (A^T y + rho x)``, the proximal step of a Gaussian likelihood
+        (``rho > 0``: a number or a (B,) tensor): from the SVD, else by conjugate gradients."""
+        svd = self.svd(tuple(x.shape[1:]))
+        if svd is not None:
+            return svd.regularised_solve(y, x, rho)
+        with _uncounted():
+            return conjugate_gradient_normal(self, self.adjoint(y) + per_sample(rho, x) * x, rho, x)

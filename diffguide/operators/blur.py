@@ -7,6 +7,9 @@ kernel with tap ``c`` on the point), the same convention as ``deepinv.physics.Bl
 shape of ``x``. With circular padding ``A`` is a circulant matrix and ``A^T`` is the
 circular cross-correlation with ``k``; the other paddings fold border terms into the
 matrix and use the autograd adjoint.
+
+With circular padding ``A`` is diagonal in the Fourier basis (``frequency_response``), which
+gives its SVD in closed form (``fourier_svd``); other paddings have none.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from kornia.filters import filter2d
 
 from ..validation import finite_tensor, integer, one_of, positive
 from .base import LinearOperator
+from .fourier_svd import fourier_svd
 
 PADDINGS = ("circular", "reflect", "replicate", "constant")
 
@@ -69,6 +73,25 @@ class Blur(LinearOperator):
         kh, kw = self.kernel.shape
         kernel = F.pad(self.kernel, (0, 1 - kw % 2, 0, 1 - kh % 2))
         return filter2d(y, kernel[None], border_type="circular", behaviour="corr")
+
+    def description(self):
+        return f"Blur with {self.padding} padding"
+
+    def frequency_response(self, image_size: tuple[int, int]) -> torch.Tensor:
+        """``lam`` (H, W // 2 + 1) with ``rfft2(A x) = lam * rfft2(x)`` for circular padding: the
+        kernel laid on the image grid with its centre tap at the origin."""
+        h, w = image_size
+        kh, kw = self.kernel.shape
+        grid = torch.zeros(h, w, dtype=torch.float64, device=self.kernel.device)
+        grid[:kh, :kw] = self.kernel.to(torch.float64)
+        return torch.fft.rfft2(torch.roll(grid, (-(kh // 2), -(kw // 2)), dims=(0, 1)))
+
+    def svd(self, input_shape):
+        """Circular padding: the Fourier SVD of ``fourier_svd``; None for the other paddings."""
+        if self.padding != "circular":
+            return None
+        _, h, w = self.output_shape(tuple(input_shape))
+        return fourier_svd(self.frequency_response((h, w)), (h, w))
 
     def output_shape(self, input_shape):
         kh, kw = self.kernel.shape

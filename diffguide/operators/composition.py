@@ -1,9 +1,17 @@
-"""Composition of operators: ``(A @ B)(x) = A(B(x))``; linear when both parts are."""
+"""Composition of operators: ``(A @ B)(x) = A(B(x))``; linear when both parts are.
+
+A linear composition has a closed-form SVD where one is exact: with the identity on either side
+(the other part's), of two inpaintings (the product of the masks) and of two circular blurs
+(the product of the frequency responses)."""
 from __future__ import annotations
 
 import torch
 
 from .base import LinearOperator, Operator
+from .blur import Blur
+from .fourier_svd import fourier_svd
+from .identity import Identity
+from .inpaint import Inpaint
 
 
 class Composition(Operator):
@@ -31,6 +39,22 @@ class LinearComposition(Composition, LinearOperator):
 
     def input_shape(self, output_shape):
         return self.inner.input_shape(self.outer.input_shape(output_shape))
+
+    def description(self):
+        return f"{self.outer.description()} @ {self.inner.description()}"
+
+    def svd(self, input_shape):
+        outer, inner = self.outer, self.inner
+        if isinstance(outer, Identity):
+            return inner.svd(input_shape)
+        if isinstance(inner, Identity):
+            return outer.svd(input_shape)
+        if isinstance(outer, Inpaint) and isinstance(inner, Inpaint):
+            return Inpaint((outer.mask & inner.mask).float()).svd(input_shape)
+        if isinstance(outer, Blur) and isinstance(inner, Blur) and outer.padding == inner.padding == "circular":
+            _, h, w = self.output_shape(tuple(input_shape))
+            return fourier_svd(outer.frequency_response((h, w)) * inner.frequency_response((h, w)), (h, w))
+        return None
 
 
 def compose(outer: Operator, inner: Operator) -> Composition:

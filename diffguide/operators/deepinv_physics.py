@@ -6,7 +6,8 @@ images in ``data_range`` (usually [0, 1]). The wrapper maps one to the other fir
 predicts a measurement made the deepinv way, ``y = physics(x_deepinv)``, in deepinv's units.
 
 For a ``LinearPhysics`` that map is affine: ``A(scale x + offset) = scale A(x) + A(offset)``.
-With a zero offset the wrapper is a ``DeepinvLinearPhysics`` (adjoint ``scale * A^T``);
+With a zero offset the wrapper is a ``DeepinvLinearPhysics`` (adjoint ``scale * A^T``; the SVD of
+a ``DecomposablePhysics`` is deepinv's own, its mask's phase moved into ``U``);
 otherwise it is a ``DeepinvAffinePhysics`` that keeps both terms explicit: its ``linear``
 part (a ``DeepinvLinearPhysics``) and the constant ``measurement_offset(input_shape)``.
 
@@ -22,6 +23,7 @@ import torch
 
 from ..validation import finite
 from .base import LinearOperator, Operator, _uncounted
+from .svd import SingularValueDecomposition
 
 NOISE_SIGMAS_OF_SLACK = 4  # how far past the reachable range a noisy measurement may lie
 
@@ -97,6 +99,25 @@ class DeepinvLinearPhysics(DeepinvPhysics, LinearOperator):
         """Found by one uncounted adjoint on zeros, as ``output_shape`` is by a forward."""
         with _uncounted(), torch.no_grad():
             return tuple(self.adjoint(torch.zeros(1, *output_shape, **self._probe_kwargs())).shape[1:])
+
+    def description(self):
+        return f"deepinv {type(self.physics).__name__}"
+
+    def svd(self, input_shape):
+        """deepinv's decomposition for a ``DecomposablePhysics`` (``s = scale |mask|``, the mask's
+        phase moved into ``U``); None for other physics."""
+        import deepinv
+
+        if not isinstance(self.physics, deepinv.physics.DecomposablePhysics):
+            return None
+        physics = self.physics
+        mask = torch.as_tensor(physics.mask)
+        magnitude = mask.abs()
+        phase = torch.where(magnitude > 0, mask / torch.where(magnitude > 0, magnitude, 1), 1)
+        return SingularValueDecomposition(
+            v_transpose=physics.V_adjoint, v=physics.V,
+            u_transpose=lambda y: phase.conj().to(y.device) * physics.U_adjoint(y),
+            u=lambda z: physics.U(phase.to(z.device) * z), singular_values=self.scale * magnitude)
 
 
 class DeepinvAffinePhysics(DeepinvPhysics):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from .base import LinearOperator
+from .svd import SingularValueDecomposition
 
 
 class Identity(LinearOperator):
@@ -17,3 +18,9 @@ class Identity(LinearOperator):
 
     def output_shape(self, input_shape):
         return tuple(input_shape)
+
+    def svd(self, input_shape):
+        """``U = V = I``, every singular value 1."""
+        def same(t):
+            return t
+        return SingularValueDecomposition(same, same, same, same, torch.ones(input_shape))

@@ -17,6 +17,7 @@ import torch
 
 from ..validation import finite_tensor, fraction, integer, positive
 from .base import LinearOperator
+from .svd import SingularValueDecomposition
 
 
 def _generator(generator: torch.Generator | None) -> torch.Generator:
@@ -107,6 +108,13 @@ class Inpaint(LinearOperator):
         if len(input_shape) != 3 or tuple(input_shape[1:]) != (h, w) or c not in (1, input_shape[0]):
             raise ValueError(f"Inpaint mask of shape {(c, h, w)} does not fit images of shape {tuple(input_shape)}")
         return tuple(input_shape)
+
+    def svd(self, input_shape):
+        """``U = V = I`` and ``s`` the 0/1 mask, repeated over the channels."""
+        def same(t):
+            return t
+        mask = self.mask.to(torch.float32).expand(*self.output_shape(tuple(input_shape)))
+        return SingularValueDecomposition(same, same, same, same, mask)
 
 
 def _distance_to_segment(points: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:

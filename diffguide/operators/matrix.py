@@ -10,6 +10,7 @@ import torch
 
 from ..validation import finite_tensor
 from .base import LinearOperator
+from .svd import dense_svd
 
 
 class Matrix(LinearOperator):
@@ -42,3 +43,7 @@ class Matrix(LinearOperator):
 
     def input_shape(self, output_shape):
         return self.in_shape
+
+    def svd(self, input_shape):
+        """The dense SVD of ``a`` (``V`` square, ``s`` padded with zeros to the input's size)."""
+        return dense_svd(self, tuple(input_shape))
