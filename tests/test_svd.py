@@ -113,7 +113,7 @@ def test_deepinv_decomposable_physics_keeps_its_own_decomposition():
 
     mask = (torch.rand(1, 1, 8, 8, generator=G) > 0.5).float()
     cases = [deepinv.physics.Inpainting(img_size=(1, 8, 8), mask=mask),
-             deepinv.physics.BlurFFT((1, 8, 8), filter=deepinv.physics.functional.gaussian_blur((1.0, 1.0)))]
+             deepinv.physics.BlurFFT((1, 8, 8), filter=Blur(ASYMMETRIC_KERNEL.float()).kernel[None, None])]
     for physics in cases:
         operator = from_deepinv(physics, data_range=(-2.0, 2.0))  # scale 2, no offset
         svd = operator.svd((1, 8, 8))
