@@ -31,7 +31,7 @@ class Interrupted(GMMPosterior):
 
 
 def test_reduced_task_records_every_run(tmp_path):
-    written = run_benchmark(GMMPosterior(), SOLVERS, seeds=2, nfe=10, out=tmp_path, reduced=True)
+    written = run_benchmark(GMMPosterior(), SOLVERS, seeds=2, steps=10, out=tmp_path, reduced=True)
     assert len(written) == len(GMMPosterior().instances(True)) * len(SOLVERS) * 2
     record = read_results(tmp_path)[0]
     for key in ("task", "instance", "solver", "config", "seed", "metrics", "nfe", "operator_evals", "grad_evals",
@@ -45,14 +45,14 @@ def test_reduced_task_records_every_run(tmp_path):
 
 def test_resume_after_interruption_has_no_duplicates_and_no_gaps(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        run_benchmark(Interrupted(allowed=3), SOLVERS, seeds=2, nfe=10, out=tmp_path, reduced=True)
+        run_benchmark(Interrupted(allowed=3), SOLVERS, seeds=2, steps=10, out=tmp_path, reduced=True)
     assert len(read_results(tmp_path)) == 3
     with open(tmp_path / RESULTS, "a") as stream:  # a kill in the middle of writing a line
         stream.write('{"task": "gmm-posterior", "instance"')
-    run_benchmark(GMMPosterior(), SOLVERS, seeds=2, nfe=10, out=tmp_path, reduced=True)
+    run_benchmark(GMMPosterior(), SOLVERS, seeds=2, steps=10, out=tmp_path, reduced=True)
     keys = [run_key(record) for record in read_results(tmp_path)]
     assert len(keys) == len(set(keys)) == len(GMMPosterior().instances(True)) * len(SOLVERS) * 2
-    assert run_benchmark(GMMPosterior(), SOLVERS, seeds=2, nfe=10, out=tmp_path, reduced=True) == []
+    assert run_benchmark(GMMPosterior(), SOLVERS, seeds=2, steps=10, out=tmp_path, reduced=True) == []
 
 
 def test_cli_bench_and_report(tmp_path):
@@ -66,14 +66,14 @@ def test_cli_bench_and_report(tmp_path):
     assert main(["bench", "nope", "--out", str(out)]) == 2
     assert main(["bench", "gmm-posterior", "--reduced", "--instance", "d2-k9-mask-s0.5", "--out", str(out)]) == 2
     assert main(["bench", "gmm-posterior", "--reduced", "--instance", "d4-k1-ill-s0.1", "--nfe", "3", "--out", str(out)]) == 0
-    assert [r["instance"] for r in read_results(out) if r["nfe_budget"] == 3] == ["d4-k1-ill-s0.1"]
+    assert [r["instance"] for r in read_results(out) if r["steps"] == 3] == ["d4-k1-ill-s0.1"]
     assert json.loads((out / RESULTS).read_text().splitlines()[0])["task"] == "gmm-posterior"
 
 
 def test_reduced_restore_task_scores_every_instance(tmp_path):
     from diffguide.benchmarks.tasks.restore import Restore
 
-    written = run_benchmark(Restore(), {"dps": DPS()}, seeds=1, nfe=5, out=tmp_path, reduced=True)
+    written = run_benchmark(Restore(), {"dps": DPS()}, seeds=1, steps=5, out=tmp_path, reduced=True)
     assert [record["instance"] for record in written] == Restore().instances(True)
     for record in written:
         assert record["nfe"] == 5 and record["grad_evals"] == 5
@@ -105,7 +105,7 @@ def test_deepinv_peers_run_in_the_same_results_at_the_same_budget(tmp_path):
 
 def test_deepinv_peers_on_the_exact_posterior_task(tmp_path):
     peers = {name: DeepinvPeer(method=name) for name in ("dps", "ddrm", "diffpir")}
-    written = run_benchmark(GMMPosterior(), peers, seeds=1, nfe=10, out=tmp_path, reduced=True)
+    written = run_benchmark(GMMPosterior(), peers, seeds=1, steps=10, out=tmp_path, reduced=True)
     assert len(written) == 2 * 3 and all(r["nfe"] == 10 for r in written)
     for record in written:  # every peer uses the measurement: closer to the posterior than the prior is
         if record["instance"] == "d2-k4-mask-s0.5":  # (on the ill-conditioned one deepinv's default DPS is not)
@@ -132,8 +132,8 @@ def test_exact_posterior_sampler_floor_shrinks_with_sample_size():
 def test_process_pool_gives_the_same_records_as_in_process(tmp_path):
     from diffguide.executors import ProcessPool
 
-    serial = run_benchmark(GMMPosterior(), SOLVERS, seeds=1, nfe=8, out=tmp_path / "serial", reduced=True)
-    pooled = run_benchmark(GMMPosterior(), SOLVERS, seeds=1, nfe=8, out=tmp_path / "pool", reduced=True,
+    serial = run_benchmark(GMMPosterior(), SOLVERS, seeds=1, steps=8, out=tmp_path / "serial", reduced=True)
+    pooled = run_benchmark(GMMPosterior(), SOLVERS, seeds=1, steps=8, out=tmp_path / "pool", reduced=True,
                            executor=ProcessPool(2))
     by_key = {run_key(r): r["metrics"] for r in serial}
     assert {run_key(r): r["metrics"] for r in pooled} == by_key  # same seeds, same numbers, any order
@@ -146,7 +146,7 @@ def test_cli_bench_runs_on_a_dask_scheduler_address(tmp_path):
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
         assert main(["bench", "gmm-posterior", "--reduced", "--solver", "dps:zeta=0.5", "--solver", "ddim", "--nfe", "8",
                      "--scheduler", cluster.scheduler_address, "--out", str(out)]) == 0
-    serial = run_benchmark(GMMPosterior(), SOLVERS, seeds=1, nfe=8, out=tmp_path / "serial", reduced=True)
+    serial = run_benchmark(GMMPosterior(), SOLVERS, seeds=1, steps=8, out=tmp_path / "serial", reduced=True)
     by_key = {(r["instance"], r["solver"].split(":")[0]): r["metrics"] for r in serial}
     remote = {(r["instance"], r["solver"].split(":")[0]): r["metrics"] for r in read_results(out)}
     assert remote == by_key  # the cluster's workers ran the same runs with the same numbers

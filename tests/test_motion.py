@@ -311,7 +311,7 @@ def test_reduced_task_runs_with_dps():
     assert set(task.instances(reduced=False)) == {"digits-shift-right", "digits-shift-down", "photos-shift",
                                                   "photos-shift-sdedit"}
     for instance in task.instances(reduced=True):
-        result = task.run(instance, DPS(step_size="constant", zeta=0.3), seed=0, nfe=4, reduced=True)
+        result = task.run(instance, DPS(step_size="constant", zeta=0.3), seed=0, steps=4, reduced=True)
         images = result.pop("images")
         assert set(result) == {"flow_epe", "flow_epe_paste", "moved_color_error", "outside_change"}
         assert all(math.isfinite(value) for value in result.values())
@@ -322,8 +322,8 @@ def test_dps_with_the_motion_reward_moves_the_digit():
     """Measured (seeds 0-3, 10 steps): flow EPE 0.73-0.88 guided vs 2.36-3.29 unguided,
     moved-colour error 0.26-0.34 vs 0.67-0.81."""
     task = Motion()
-    guided = task.run("digits-shift-right", DPS(step_size="constant", zeta=0.3), seed=0, nfe=10, reduced=True)
-    unguided = task.run("digits-shift-right", DDIM(), seed=0, nfe=10, reduced=True)
+    guided = task.run("digits-shift-right", DPS(step_size="constant", zeta=0.3), seed=0, steps=10, reduced=True)
+    unguided = task.run("digits-shift-right", DDIM(), seed=0, steps=10, reduced=True)
     assert guided["flow_epe"] < 0.5 * unguided["flow_epe"]
     assert guided["moved_color_error"] < 0.6 * unguided["moved_color_error"]
 
@@ -333,9 +333,9 @@ def test_sdedit_start_keeps_the_photo_and_guidance_moves_it():
     from pure noise, and guidance lowers the flow error from there. Measured (seed 0, 10 steps):
     outside change 0.13 vs 0.58, flow EPE 0.62 guided vs 1.44 unguided."""
     task = Motion()
-    from_noise = task.run("photos-shift", DDIM(), seed=0, nfe=10, reduced=True)
-    unguided = task.run("photos-shift-sdedit", DDIM(), seed=0, nfe=10, reduced=True)
-    guided = task.run("photos-shift-sdedit", DPS(step_size="constant", zeta=0.3, eta=0.0), seed=0, nfe=10, reduced=True)
+    from_noise = task.run("photos-shift", DDIM(), seed=0, steps=10, reduced=True)
+    unguided = task.run("photos-shift-sdedit", DDIM(), seed=0, steps=10, reduced=True)
+    guided = task.run("photos-shift-sdedit", DPS(step_size="constant", zeta=0.3, eta=0.0), seed=0, steps=10, reduced=True)
     assert unguided["outside_change"] < 0.5 * from_noise["outside_change"]
     assert guided["flow_epe"] < 0.7 * unguided["flow_epe"]
 

@@ -102,7 +102,7 @@ def test_the_sweep_rows_carry_the_passes_the_solver_spent(tmp_path):
     assert [rows["heun"][k] for k in ("nfe", "backward_passes", "network_passes")] == [7, 0, 7]
 
 
-def test_sweep_rows_name_their_device_and_schema_2_rows_read_as_cpu_runs(tmp_path):
+def test_sweep_rows_name_their_device_and_older_rows_read_as_cpu_fp32_runs(tmp_path):
     import json
 
     from diffguide.benchmarks.results import SCHEMA, read_results
@@ -112,12 +112,31 @@ def test_sweep_rows_name_their_device_and_schema_2_rows_read_as_cpu_runs(tmp_pat
             "--device", "cpu", "--out", str(tmp_path)]
     assert main(argv) == 0
     (row,) = read_results(tmp_path)
-    assert row["device"] == "cpu" and row["schema"] == SCHEMA
-    older = {k: v for k, v in row.items() if k != "device"} | {"schema": 2, "seed": 7}
+    assert row["device"] == "cpu" and row["precision"] == "fp32" and row["schema"] == SCHEMA
+    schema_3 = {k: v for k, v in row.items() if k not in ("precision", "steps")} | {"nfe_budget": 3, "schema": 3}
+    schema_2 = {k: v for k, v in schema_3.items() if k != "device"} | {"schema": 2, "seed": 7}
     with open(tmp_path / "results.jsonl", "a") as f:
-        f.write(json.dumps(older) + "\n")
-    assert sorted((r["seed"], r["device"]) for r in read_results(tmp_path)) == [(0, "cpu"), (7, "cpu")]
-    assert main(argv) == 0 and len(read_results(tmp_path)) == 2  # the CPU run is done: nothing re-run
+        f.write(json.dumps(schema_3 | {"seed": 8}) + "\n" + json.dumps(schema_2) + "\n")
+    assert sorted((r["seed"], r["device"], r["precision"], r["steps"]) for r in read_results(tmp_path)) == [
+        (0, "cpu", "fp32", 3), (7, "cpu", "fp32", 3), (8, "cpu", "fp32", 3)]
+    assert main(argv) == 0 and len(read_results(tmp_path)) == 3  # the CPU run is done: nothing re-run
+
+
+def test_bench_records_the_precision_and_refuses_it_for_closed_form_priors(tmp_path, capsys):
+    from diffguide.benchmarks.results import read_results
+    from diffguide.cli import main
+
+    argv = ["bench", "restore", "--reduced", "--instance", "digits-blur", "--solver", "ddim", "--steps", "3"]
+    assert main([*argv, "--precision", "bf16", "--out", str(tmp_path / "bf16")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "fp32")]) == 0
+    (low,), (full,) = read_results(tmp_path / "bf16"), read_results(tmp_path / "fp32")
+    assert (low["precision"], full["precision"]) == ("bf16", "fp32")
+    assert low["metrics"]["psnr"] != full["metrics"]["psnr"]  # the UNet ran under bf16 autocast
+    assert abs(low["metrics"]["psnr"] - full["metrics"]["psnr"]) < 1.0
+    capsys.readouterr()
+    assert main(["bench", "gmm-posterior", "--reduced", "--precision", "fp16", "--out", str(tmp_path / "gmm")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "closed-form" in err[0] and not (tmp_path / "gmm").exists()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -77,11 +77,11 @@ def test_a_diverging_config_is_a_failed_row_and_the_sweep_goes_on(tmp_path, caps
                                    RuntimeError("a bug in a solver")])
 def test_a_retried_failure_that_succeeds_replaces_it(tmp_path, capsys, error):
     task, solvers = FailsOnce(error), {"ddim": DDIM()}
-    written = run_benchmark(task, solvers, seeds=1, nfe=6, out=tmp_path, reduced=True)
+    written = run_benchmark(task, solvers, seeds=1, steps=6, out=tmp_path, reduced=True)
     assert [row["error"] for row in written] == [{"type": type(error).__name__,
                                                   "message": str(error).splitlines()[0]}] * 2
-    assert run_benchmark(task, solvers, seeds=1, nfe=6, out=tmp_path, reduced=True) == []
-    retried = run_benchmark(task, solvers, seeds=1, nfe=6, out=tmp_path, reduced=True, retry_failed=True)
+    assert run_benchmark(task, solvers, seeds=1, steps=6, out=tmp_path, reduced=True) == []
+    retried = run_benchmark(task, solvers, seeds=1, steps=6, out=tmp_path, reduced=True, retry_failed=True)
     assert [row["status"] for row in retried] == ["ok", "ok"]
     assert [row["status"] for row in read_results(tmp_path)] == ["ok", "ok"]  # the last row of a key wins
     assert len((tmp_path / RESULTS).read_text().splitlines()) == 4  # appended, nothing rewritten
@@ -91,14 +91,15 @@ def test_a_retried_failure_that_succeeds_replaces_it(tmp_path, capsys, error):
 
 
 def test_a_damaged_results_file_warns_once_per_bad_line_and_reruns_what_it_lost(tmp_path, capsys):
-    run_benchmark(GMMPosterior(), {"ddim": DDIM()}, seeds=1, nfe=6, out=tmp_path, reduced=True)
+    run_benchmark(GMMPosterior(), {"ddim": DDIM()}, seeds=1, steps=6, out=tmp_path, reduced=True)
     first, second = (tmp_path / RESULTS).read_text().splitlines()
     no_seed, no_metrics, older = json.loads(first), json.loads(first), json.loads(second)
     del no_seed["seed"], no_metrics["metrics"], older["schema"], older["reduced"]
+    older["nfe_budget"] = older.pop("steps")  # schema 1 named the schedule length so
     lines = [first, "not json at all", json.dumps(no_seed), "[1, 2]", json.dumps(no_metrics), json.dumps(older)]
     (tmp_path / RESULTS).write_bytes("\n".join(lines).encode() + b"\n\xff\xfe\n" + b'{"schema": 2, "task": "gmm')
     capsys.readouterr()
-    written = run_benchmark(GMMPosterior(), {"ddim": DDIM()}, seeds=1, nfe=6, out=tmp_path, reduced=True)
+    written = run_benchmark(GMMPosterior(), {"ddim": DDIM()}, seeds=1, steps=6, out=tmp_path, reduced=True)
     assert [row["instance"] for row in written] == [json.loads(second)["instance"]]  # the older row's run again
     err = capsys.readouterr().err
     assert "Traceback" not in err

@@ -14,6 +14,6 @@ def failure(err: BaseException) -> dict:
 
 def describe(row: dict) -> str:
     """``task instance solver, seed S, N steps[, reduced]: Type: message``."""
-    where = f"{row['task']} {row['instance']} {row['solver']}, seed {row['seed']}, {row['nfe_budget']} steps"
+    where = f"{row['task']} {row['instance']} {row['solver']}, seed {row['seed']}, {row['steps']} steps"
     error = row.get("error") or {}
     return f"{where}{', reduced' if row['reduced'] else ''}: {error.get('type')}: {error.get('message')}"

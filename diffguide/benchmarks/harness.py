@@ -43,28 +43,28 @@ class Task(Protocol):
     def instances(self, reduced: bool) -> list[str]:
         """Names of the task's instances (``reduced``: a tiny version for tests)."""
 
-    def run(self, instance: str, solver, seed: int, nfe: int, reduced: bool) -> dict:
-        """Run ``solver`` on ``instance`` with ``nfe`` denoiser calls; return the task's metrics."""
+    def run(self, instance: str, solver, seed: int, steps: int, reduced: bool) -> dict:
+        """Run ``solver`` on ``instance`` over a schedule of ``steps`` steps; return the task's metrics."""
 
 
-def run_record(task: Task, instance: str, name: str, solver, seed: int, nfe: int, reduced: bool,
-               device: str = "cpu") -> dict:
+def run_record(task: Task, instance: str, name: str, solver, seed: int, steps: int, reduced: bool,
+               device: str = "cpu", precision: str = "fp32") -> dict:
     """The start of a run's row: the format's version and every field of the run key (``results.KEY``)."""
     solver_class = f"{type(solver).__module__}.{type(solver).__qualname__}"
     return {"schema": SCHEMA, "task": task.name, "task_params": task_params(task), "instance": instance,
             "reduced": reduced, "solver": name, "solver_class": solver_class,
-            "config": dataclasses.asdict(solver), "seed": seed, "nfe_budget": nfe, "weights": weights_digest(),
-            "device": str(device)}
+            "config": dataclasses.asdict(solver), "seed": seed, "steps": steps, "weights": weights_digest(),
+            "device": str(device), "precision": precision}
 
 
 def run_one(job: tuple) -> dict:
     """Run one job ``(task, record, solver)`` and return its complete row, ok or failed."""
     task, record, solver = job
     start = time.perf_counter()
-    with device_peak_memory(record["device"]) as peak, counting() as counts, on_device(record["device"]):
+    with device_peak_memory(record["device"]) as peak, counting() as counts, on_device(record["device"], record["precision"]):
         try:
             outcome = {"status": "ok", "metrics": task.run(record["instance"], solver, record["seed"],
-                                                            record["nfe_budget"], record["reduced"])}
+                                                            record["steps"], record["reduced"])}
         except Exception as err:  # one bad configuration never sinks the sweep
             outcome = {"status": "failed", "error": failure(err)}
     images = outcome.get("metrics", {}).pop("images", None)
@@ -74,20 +74,20 @@ def run_one(job: tuple) -> dict:
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, images=images)
 
 
-def plan(task: Task, solvers: dict[str, object], seeds: int, nfe: int | Iterable[int], reduced: bool = False,
-         instances: list[str] | None = None, device: str = "cpu") -> list[tuple]:
-    """The jobs ``(task, record, solver)`` of a sweep: every NFE budget x instance (default: all
+def plan(task: Task, solvers: dict[str, object], seeds: int, steps: int | Iterable[int], reduced: bool = False,
+         instances: list[str] | None = None, device: str = "cpu", precision: str = "fp32") -> list[tuple]:
+    """The jobs ``(task, record, solver)`` of a sweep: every schedule length x instance (default: all
     of the task's) x solver x seed."""
     known = task.instances(reduced)
     unknown = sorted(set(instances or []) - set(known))
     if unknown:
         raise ValueError(f"{task.name} has no instance(s) {', '.join(unknown)}; it has {', '.join(known)}")
     jobs = {}
-    for budget in [nfe] if isinstance(nfe, int) else nfe:
+    for budget in [steps] if isinstance(steps, int) else steps:
         for instance in instances or known:
             for name, solver in solvers.items():
                 for seed in range(seeds):
-                    record = run_record(task, instance, name, solver, seed, budget, reduced, device)
+                    record = run_record(task, instance, name, solver, seed, budget, reduced, device, precision)
                     jobs.setdefault(run_key(record), (task, record, solver))  # a repeated setting runs once
     return list(jobs.values())
 
@@ -110,11 +110,11 @@ def run_jobs(jobs: list[tuple], out: Path, executor=None, retry_failed: bool = F
     return written
 
 
-def run_benchmark(task: Task, solvers: dict[str, object], seeds: int, nfe: int | Iterable[int], out: Path,
+def run_benchmark(task: Task, solvers: dict[str, object], seeds: int, steps: int | Iterable[int], out: Path,
                   reduced: bool = False, executor=None, instances: list[str] | None = None,
                   retry_failed: bool = False) -> list[dict]:
     """Plan the sweep and run what ``out/results.jsonl`` does not hold yet (``run_jobs``)."""
-    return run_jobs(plan(task, solvers, seeds, nfe, reduced, instances), out, executor, retry_failed)
+    return run_jobs(plan(task, solvers, seeds, steps, reduced, instances), out, executor, retry_failed)
 
 
 def failed_runs(jobs: list[tuple], out: Path) -> list[dict]:

@@ -6,8 +6,8 @@ network passes spent (forward passes plus twice the backward passes through the 
 mean wall time and the run's peak memory above the process's start), the full table of every
 metric, for ``gmm-posterior`` the sliced Wasserstein over the floor (1 is exact) against the
 network passes spent (log scale), averaged over instances, and for tasks that save images a grid per instance (rows: solvers,
-columns: NFE budgets, the first image of seed 0). Failed runs are listed first, one line each,
-and left out of the tables; where rows of one (task, instance, solver, NFE budget) were run
+columns: schedule lengths, the first image of seed 0). Failed runs are listed first, one line each,
+and left out of the tables; where rows of one (task, instance, solver, steps) were run
 with other settings (``--reduced``, task parameters, solver class or config, weights), only
 those with the settings of the latest run are reported. Rows of the older format (schema 1)
 are read too, their unrecorded settings as None (``results.from_schema_1``)."""
@@ -36,9 +36,9 @@ HEADLINES = {
 
 def latest_settings(records: list[dict]) -> tuple[list[dict], int]:
     """The rows run with the settings (the run key but the seed) of the latest run of their
-    (task, instance, solver, NFE budget), and how many others were left out."""
+    (task, instance, solver, steps), and how many others were left out."""
     def group(record):
-        return record["task"], record["instance"], record["solver"], record["nfe_budget"]
+        return record["task"], record["instance"], record["solver"], record["steps"]
 
     def settings(record):
         return tuple(value for field, value in zip(KEY, run_key(record)) if field != "seed")
@@ -51,7 +51,7 @@ def latest_settings(records: list[dict]) -> tuple[list[dict], int]:
 def summarise(records: list[dict]) -> dict[tuple, dict]:
     groups = defaultdict(list)
     for record in records:
-        groups[(record["task"], record["instance"], record["solver"], record["nfe_budget"])].append(record)
+        groups[(record["task"], record["instance"], record["solver"], record["steps"])].append(record)
     summary = {}
     for key, runs in sorted(groups.items()):
         metrics = {name: mean(run["metrics"][name] for run in runs) for name in runs[0]["metrics"]}
@@ -97,7 +97,7 @@ def side_by_side(summary: dict[tuple, dict], task: str) -> str:
 
 def gmm_aggregate(summary: dict[tuple, dict]) -> str:
     """gmm-posterior: sliced W2 over the floor, averaged over the instances of each dimension, per
-    solver and NFE budget (1 is exact; the prior alone is the ``prior`` column's ratio)."""
+    solver and schedule length (1 is exact; the prior alone is the ``prior`` column's ratio)."""
     cells = defaultdict(list)
     for (task, instance, solver, budget), m in summary.items():
         if task == "gmm-posterior" and m.get("floor"):
@@ -145,10 +145,10 @@ def cost_plot(summary: dict[tuple, dict], path: Path) -> bool:
 def sample_grids(out: Path, records: list[dict]) -> list[Path]:
     """One grid per (task, instance) with saved images: truth and measurement, then a row per solver."""
     grids = defaultdict(lambda: defaultdict(dict))
-    for record in sorted(records, key=lambda r: r["nfe_budget"]):
+    for record in sorted(records, key=lambda r: r["steps"]):
         for name, batch in load_images(out, record).items():
             if name == "result":
-                grids[(record["task"], record["instance"])][record["solver"]][f"NFE {record['nfe_budget']}"] = batch[0]
+                grids[(record["task"], record["instance"])][record["solver"]][f"{record['steps']} steps"] = batch[0]
             else:
                 grids[(record["task"], record["instance"])][""][name] = batch[0]
     paths = []

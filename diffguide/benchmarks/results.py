@@ -7,13 +7,15 @@ for a key replaces an earlier one (a failed run tried again with ``--retry-faile
 
 Reading never raises on the file's content: a line that is not JSON (cut short by a kill), not an
 object, or a row missing a key field is skipped with one warning line on stderr naming the line;
-rows of schema 2 (before the run's device was recorded) are read as CPU runs; rows of an older
+rows of schema 2 (before the run's device was recorded) are read as CPU runs, and rows of schemas 2
+and 3 (before the precision was recorded and the schedule length was named ``steps``, then
+``nfe_budget``) as fp32 runs; rows of an older
 format (``schema`` absent or another) are left out with one warning line for all of them, so their
 runs are done again; a report can still read the rows of schema 1 (before failed rows and the
 full key), with the settings they did not record as None.
 
 A run's images (for the report's grids) are saved beside it as
-``images/<task>--<instance>--<solver>--nfe<N>--<key hash>.npz``, one float16 array per name (no
+``images/<task>--<instance>--<solver>--steps<N>--<key hash>.npz``, one float16 array per name (no
 pickles), written to a temporary file and moved into place.
 """
 from __future__ import annotations
@@ -31,10 +33,11 @@ import torch
 
 RESULTS = "results.jsonl"
 #: the format of the rows written now; rows of another one are not read
-SCHEMA = 3
-#: what identifies a run: every setting that changes its result (``nfe_budget``: the schedule's length)
-KEY = ("task", "task_params", "instance", "reduced", "solver", "solver_class", "config", "seed", "nfe_budget",
-       "weights", "device")
+SCHEMA = 4
+#: what identifies a run: every setting that changes its result (``steps``: the schedule's length;
+#: ``precision``: the network forward pass's)
+KEY = ("task", "task_params", "instance", "reduced", "solver", "solver_class", "config", "seed", "steps",
+       "weights", "device", "precision")
 STATUSES = {"ok": "metrics", "failed": "error"}  # each status and the field it must carry
 SCHEMA_1 = ("task", "instance", "solver", "config", "seed", "nfe_budget", "metrics")  # what its rows hold
 
@@ -44,9 +47,14 @@ def run_key(record: dict) -> tuple:
     return tuple(json.dumps(record[field], sort_keys=True) for field in KEY)
 
 
-def from_schema_2(row):
-    """A row of schema 2 (before the device was recorded: every run was on the CPU) in the current form."""
-    return {**row, "schema": SCHEMA, "device": "cpu"} if isinstance(row, dict) and row.get("schema") == 2 else row
+def upgraded(row):
+    """A row of schema 2 or 3 in the current form: schema 2 was before the device was recorded (every
+    run was on the CPU), both before the precision (fp32) and with the schedule length as ``nfe_budget``."""
+    if not isinstance(row, dict) or row.get("schema") not in (2, 3):
+        return row
+    row = {**row, "device": "cpu"} if row["schema"] == 2 else dict(row)
+    row["steps"] = row.pop("nfe_budget", None)
+    return {**row, "schema": SCHEMA, "precision": "fp32"}
 
 
 def row_problem(row) -> str | None:
@@ -69,7 +77,7 @@ def from_schema_1(row: dict) -> dict | None:
     """A row of schema 1 in the current form, its unrecorded settings None (None if it is not one)."""
     if "schema" in row or not all(field in row for field in SCHEMA_1):
         return None
-    return {**dict.fromkeys(KEY), **row, "schema": 1, "status": "ok"}
+    return {**dict.fromkeys(KEY), **row, "steps": row["nfe_budget"], "schema": 1, "status": "ok"}
 
 
 def read_results(out: Path, warn: bool = True, older: bool = False) -> list[dict]:
@@ -84,7 +92,7 @@ def read_results(out: Path, warn: bool = True, older: bool = False) -> list[dict
         if not raw.strip():
             continue
         try:
-            row = from_schema_2(json.loads(raw.decode()))
+            row = upgraded(json.loads(raw.decode()))
         except (UnicodeDecodeError, json.JSONDecodeError):
             problem = "not JSON (a line cut short by a kill?)"
         else:
@@ -125,7 +133,7 @@ def append_result(out: Path, record: dict) -> None:
 def save_images(out: Path, record: dict, images: dict[str, torch.Tensor]) -> str:
     """Save a run's named image batches; returns the file's path relative to ``out``."""
     digest = hashlib.sha256("\n".join(run_key(record)).encode()).hexdigest()[:10]
-    name = "--".join([record["task"], record["instance"], record["solver"], f"nfe{record['nfe_budget']}", digest])
+    name = "--".join([record["task"], record["instance"], record["solver"], f"steps{record['steps']}", digest])
     relative = Path("images") / (re.sub(r"[^A-Za-z0-9._=-]+", "_", name) + ".npz")
     folder = (Path(out) / relative).parent
     folder.mkdir(parents=True, exist_ok=True)

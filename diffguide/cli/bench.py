@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..benchmarks.peer_methods import METHODS
 from .counts import check_count
-from .device_options import add_device_options, resolve_device
+from .device_options import add_device_options, check_precision, resolve_device
 from .errors import UsageError
 from .lazy import resolve
 from .outputs import check_out
@@ -63,7 +63,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786) "
                         "instead of local workers")
-    add_device_options(p, precision=False)
+    add_device_options(p, precision_note="; for the tasks whose prior is a network (not gmm-posterior)")
     p.set_defaults(run=run)
 
 
@@ -89,12 +89,14 @@ def run(args) -> int | None:
     if args.scheduler and args.workers > 1:
         raise UsageError("--scheduler runs on the cluster's workers; drop --workers")
     solvers = {spec: parse_bench_solver(spec) for spec in (args.solver or ["dps"])}
-    jobs = plan(resolve(TASKS[args.task])(), solvers, args.seeds, budgets, args.reduced, args.instance,
-                str(resolve_device(args.device)))
+    task = resolve(TASKS[args.task])()
+    check_precision(task, args.precision)
+    jobs = plan(task, solvers, args.seeds, budgets, args.reduced, args.instance, str(resolve_device(args.device)),
+                args.precision)
     with executor_for(args) as executor:
         written = run_jobs(jobs, out, executor, args.retry_failed)
     for steps in budgets:
-        new = [row for row in written if row["nfe_budget"] == steps]
+        new = [row for row in written if row["steps"] == steps]
         failed_now = sum(row["status"] == "failed" for row in new)
         print(f"{args.task} at {steps} steps: {len(new)} new runs ({failed_now} failed) -> {out / RESULTS}")
     failed = failed_runs(jobs, out)

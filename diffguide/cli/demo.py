@@ -16,7 +16,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quick", action="store_true", help="fewer steps and smaller images (for tests)")
     p.add_argument("--seed", type=int, default=0)
-    add_device_options(p, precision=False)
+    add_device_options(p, precision_note="; the closed-form priors have no network and stay as they are")
     p.set_defaults(run=run)
 
 
@@ -33,14 +33,14 @@ def run(args) -> None:
     device = resolve_device(args.device)
     start = time.perf_counter()
     results = {}
-    with on_device(device):  # each problem is built on the CPU and solved on the device
+    with on_device(device, args.precision):  # each problem is built on the CPU and solved on the device
         for name, problem in PROBLEMS.items():
             print(f"{name} ...", flush=True)
             results[name] = problem(args.quick, torch.Generator().manual_seed(args.seed))
     files = {f"{name}.png": (lambda path, fig=fig: fig.savefig(path, dpi=110)) for name, (fig, _, _) in results.items()}
     files["metrics.json"] = {name: metrics for name, (_, metrics, _) in results.items()}
     lines = ["# diffguide demo", "", f"Seed {args.seed}{', quick mode' if args.quick else ''}; "
-             f"{time.perf_counter() - start:.0f} s on this machine ({device}).", ""]
+             f"{time.perf_counter() - start:.0f} s on this machine ({device}, {args.precision}).", ""]
     for name, (_, metrics, caption) in results.items():
         lines += [f"## {name}", "", caption, "", f"![{name}]({name}.png)", "", "```json",
                   json.dumps(metrics, indent=1), "```", ""]

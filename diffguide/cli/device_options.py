@@ -9,13 +9,13 @@ PRECISION_CHOICES = ("fp32", "bf16", "fp16")
 DEVICE_PATTERN = re.compile(r"(cpu|cuda|mps)(:\d+)?")
 
 
-def add_device_options(parser, precision: bool = True) -> None:
+def add_device_options(parser, precision: bool = True, precision_note: str = "") -> None:
     parser.add_argument("--device", default=None,
                         help="where the work runs: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
     if precision:
         parser.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
                             help="the network forward pass's precision, by autocast (default fp32); the sampler's "
-                                 "state and guidance gradients stay in fp32")
+                                 "state and guidance gradients stay in fp32" + precision_note)
 
 
 def resolve_device(text: str | None):
@@ -45,3 +45,10 @@ def place_prior(prior, device, precision: str = "fp32"):
                              "in lower precision")
         prior.set_precision(precision)
     return prior
+
+
+def check_precision(task, precision: str) -> None:
+    """Refuse a lower ``--precision`` for a benchmark task whose prior has no network."""
+    if precision != "fp32" and not getattr(task, "has_network", True):
+        raise UsageError(f"--precision {precision}: the {task.name} task's priors are closed-form, with no network "
+                         "forward pass to run in lower precision")

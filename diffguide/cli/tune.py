@@ -17,7 +17,7 @@ import math
 from ..tuning.beam_search import beam_search
 from .bench import TASKS
 from .counts import check_count
-from .device_options import add_device_options, resolve_device
+from .device_options import add_device_options, check_precision, resolve_device
 from .errors import UsageError
 from .lazy import resolve
 from .outputs import check_out
@@ -96,7 +96,7 @@ def add_parser(subparsers) -> None:
                    help="schedule length passed to the task (default 100; --nfe: the older name)")
     p.add_argument("--out", help="folder for tune.jsonl (required)")
     p.add_argument("--reduced", action="store_true", help="the task's reduced instances and sizes (for tests)")
-    add_device_options(p, precision=False)
+    add_device_options(p, precision_note="; for the tasks whose prior is a network (not gmm-posterior)")
     p.set_defaults(run=run)
 
 
@@ -110,6 +110,7 @@ def run(args) -> None:
     out = check_out(args.out)
     device = str(resolve_device(args.device))
     task = resolve(TASKS[args.task])()
+    check_precision(task, args.precision)
     instances = task.instances(args.reduced)
     if args.instance not in instances:
         raise UsageError(f"unknown instance {args.instance!r} of {args.task}; expected one of {', '.join(instances)}")
@@ -126,7 +127,8 @@ def run(args) -> None:
         spec = _spec(name, {**base_params, **config})
         runs_of_last.clear()
         for seed in range(args.seeds):
-            record = run_record(task, args.instance, spec, solver, seed, args.steps, args.reduced, device)
+            record = run_record(task, args.instance, spec, solver, seed, args.steps, args.reduced, device,
+                                args.precision)
             result = run_one((task, record, solver))
             result.pop("images", None)
             runs_of_last.append(result)

@@ -111,7 +111,7 @@ class DigitsReward:
     def instances(self, reduced: bool) -> list[str]:
         return list(REDUCED) if reduced else [f"digit-{k}" for k in range(10)]
 
-    def run(self, instance: str, solver, seed: int, nfe: int, reduced: bool) -> dict:
+    def run(self, instance: str, solver, seed: int, steps: int, reduced: bool) -> dict:
         if instance not in self.instances(reduced=False):
             raise ValueError(f"unknown digits-reward instance {instance!r}; expected digit-0 ... digit-9")
         label = int(instance.removeprefix("digit-"))
@@ -119,7 +119,7 @@ class DigitsReward:
         reward = guiding_reward(solver, label)
         n = REDUCED_SAMPLES if reduced else self.samples
         g = torch.Generator().manual_seed(seed)
-        sigmas = prior_sigmas(prior, nfe)
+        sigmas = prior_sigmas(prior, steps)
         x = sigmas[0] * torch.randn(n, *prior.shape, generator=g)
         samples = solve_on_device(solver, prior, reward, x, sigmas, generator=g).clamp(*prior.data_range)
         guide = getattr(reward, "classifier", None) or load_digit_classifier()

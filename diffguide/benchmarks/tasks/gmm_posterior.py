@@ -65,6 +65,7 @@ class GMMPosterior:
     """
 
     name = "gmm-posterior"
+    has_network = False  # closed-form priors: no forward pass to run in lower precision
 
     def __init__(self, samples: int = 1000):
         self.samples = samples
@@ -83,11 +84,11 @@ class GMMPosterior:
         likelihood = GaussianLikelihood.simulate(op, prior.sample(1, g), sigma_y, g)
         return prior, likelihood, prior.posterior(op, likelihood.y, sigma_y)
 
-    def run(self, instance: str, solver, seed: int, nfe: int, reduced: bool) -> dict:
+    def run(self, instance: str, solver, seed: int, steps: int, reduced: bool) -> dict:
         prior, likelihood, posterior = self.problem(instance)
         n = min(self.samples, 200) if reduced else self.samples
         g = torch.Generator().manual_seed(seed)
-        sigmas = karras_sigmas(nfe, 2e-3, 40.0).double()
+        sigmas = karras_sigmas(steps, 2e-3, 40.0).double()
         x = sigmas[0] * torch.randn(n, *prior.shape, generator=g, dtype=torch.float64)
         samples = solve_on_device(solver, prior, likelihood, x, sigmas, generator=g)
         references = torch.Generator().manual_seed(10**6 + seed)  # the same for every solver

@@ -128,12 +128,12 @@ class Motion:
         reward = MotionReward(sources, flows, flow_weight=3.0 * 512 / sources.shape[-1], flow_estimator=estimator)
         return sources, flows, reward, estimator
 
-    def run(self, instance: str, solver, seed: int, nfe: int, reduced: bool) -> dict:
+    def run(self, instance: str, solver, seed: int, steps: int, reduced: bool) -> dict:
         sources, flows, reward, estimator = self.problem(instance, reduced)
         edit = (REDUCED_EDITS if reduced else EDITS)[instance]
         prior = load(edit.dataset).with_shape(tuple(sources.shape[1:]))
         g = torch.Generator().manual_seed(seed)
-        sigmas = karras_sigmas(nfe, 2e-3, edit.start_sigma or 80.0)
+        sigmas = karras_sigmas(steps, 2e-3, edit.start_sigma or 80.0)
         x = sigmas[0] * torch.randn(sources.shape, generator=g)
         if edit.start_sigma is not None:
             x = sources + x

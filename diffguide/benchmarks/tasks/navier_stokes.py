@@ -22,7 +22,7 @@ with a batch of 4.
 The forward model is a black box (``differentiable = False``; NumPy in, NumPy out, through the
 in-process executor) for every solver that does not need gradients, and the differentiable
 operator (autograd through all ``T / dt`` solver steps) for those that do (``needs =
-"gradient"``: DPS, the privileged reference). The budget ``nfe`` is the number of steps of the
+"gradient"``: DPS, the privileged reference). The budget ``steps`` is the number of steps of the
 sampling schedule (``prior_sigmas``); what each solver spends -- NFE, forward evaluations
 (``operator_evals``), wall time -- is in the record, so equal forward-evaluation budgets are set
 by the solvers' own parameters (``docs/bench/scripts/navier_stokes.sh``).
@@ -122,13 +122,13 @@ class NavierStokes:
         y = clean + observation.noise * torch.randn(clean.shape, generator=noise_draw, dtype=clean.dtype)
         return truth, operator, y, observation.noise
 
-    def run(self, instance: str, solver, seed: int, nfe: int, reduced: bool) -> dict:
+    def run(self, instance: str, solver, seed: int, steps: int, reduced: bool) -> dict:
         truth, operator, y, noise = self.problem(instance, reduced)
         forward_model = operator if solver.needs == "gradient" else operator.black_box()
         likelihood = GaussianLikelihood(forward_model, y, noise)
         prior = load("ns-vorticity")
         g = torch.Generator().manual_seed(seed)
-        sigmas = prior_sigmas(prior, nfe)
+        sigmas = prior_sigmas(prior, steps)
         batch = REDUCED_BATCH if reduced else ENSEMBLE if solver.batch_is_ensemble else BATCH
         x = sigmas[0] * torch.randn(batch, *truth.shape[1:], generator=g)
         result = solve_on_device(solver, prior, likelihood, x, sigmas, generator=g).detach()

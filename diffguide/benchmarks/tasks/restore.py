@@ -58,14 +58,14 @@ class Restore:
             return ["digits-blur", "photos-sr2"]
         return [f"{dataset}-{d}" for dataset in ("digits", "photos") for d in DEGRADATIONS]
 
-    def run(self, instance: str, solver, seed: int, nfe: int, reduced: bool) -> dict:
+    def run(self, instance: str, solver, seed: int, steps: int, reduced: bool) -> dict:
         dataset, degradation = instance.split("-")
         truth = images(dataset, reduced)
         prior = load(dataset).with_shape(tuple(truth.shape[1:]))
         g = torch.Generator().manual_seed(seed)
         op = operator(degradation, tuple(truth.shape[1:]), torch.Generator().manual_seed(1))
         likelihood = GaussianLikelihood.simulate(op, truth, NOISE[dataset], torch.Generator().manual_seed(2))
-        sigmas = karras_sigmas(nfe, 2e-3, 80.0)
+        sigmas = karras_sigmas(steps, 2e-3, 80.0)
         x = sigmas[0] * torch.randn(truth.shape, generator=g)
         result = solve_on_device(solver, prior, likelihood, x, sigmas, generator=g)
         with torch.no_grad():
