@@ -96,11 +96,15 @@ def test_deepinv_peers_run_in_the_same_results_at_the_same_budget(tmp_path):
     assert main(["bench", "restore", "--solver", "deepinv-dps:rho=1", "--out", str(out)]) == 2
     assert main(["bench", "report", str(out)]) == 0
     assert sorted(p.name for p in (out / "grids").iterdir()) == ["restore--digits-blur.png", "restore--photos-sr2.png"]
+    report = (out / "report.md").read_text()
+    assert (out / "restore_cost.png").is_file() and "restore_cost.png" in report
+    row = next(line for line in report.splitlines() if line.startswith("| digits-blur | 18 |"))
+    assert row.count("(6 steps") == 2  # DPS and deepinv's DPS share the row of 18 passes; DDRM's is 6
     images = load_images(out, records[0])
     assert set(images) == {"truth", "measurement", "result"} and images["result"].ndim == 4
     assert "| digits-blur | 6 |" in (out / "report.md").read_text()
     assert main(["bench", "report", str(out), "--solver", "dps", "--solver", "deepinv-ddrm", "--name", "two.md"]) == 0
-    assert "| instance | steps | deepinv-ddrm | dps |" in (out / "two.md").read_text()
+    assert "| instance | network passes | deepinv-ddrm | dps |" in (out / "two.md").read_text()
 
 
 def test_deepinv_peers_on_the_exact_posterior_task(tmp_path):

@@ -1,11 +1,12 @@
 """``diffguide bench report DIR``: results.jsonl -> ``report.md`` with tables, plots and grids.
 
-Rows average over seeds. The report has, per task, a side-by-side table (one row per instance
-and schedule length, one column per solver; each cell the task's headline metric with the
-network passes spent (forward passes plus twice the backward passes through the denoiser), the
-mean wall time and the run's peak memory above the process's start), the full table of every
-metric, for ``gmm-posterior`` the sliced Wasserstein over the floor (1 is exact) against the
-network passes spent (log scale), averaged over instances, and for tasks that save images a grid per instance (rows: solvers,
+Rows average over seeds. The report has, per task, a side-by-side table at equal cost (one row
+per instance and number of network passes spent: forward passes plus twice the backward passes
+through the denoiser; one column per solver; each cell the task's headline metric with the
+schedule length, the mean wall time and the run's peak memory above the process's start), the
+full table of every metric, a plot of the headline against the network passes (log scale): for
+``gmm-posterior`` the sliced Wasserstein over the floor (1 is exact) averaged over instances,
+for ``restore`` the PSNR of each instance, and for tasks that save images a grid per instance (rows: solvers,
 columns: schedule lengths, the first image of seed 0). Failed runs are listed first, one line each,
 and left out of the tables; where rows of one (task, instance, solver, steps) were run
 with other settings (``--reduced``, task parameters, solver class or config, weights), only
@@ -75,23 +76,35 @@ def markdown_table(summary: dict[tuple, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: the headline each task's cost plot draws against network passes, and whether it averages the instances
+COST_CURVES = {
+    "gmm-posterior": ("sliced W2 / floor (mean over instances)",
+                      lambda m: m["sliced_wasserstein"] / m["floor"] if m.get("floor") else None, True),
+    "restore": ("PSNR (dB)", lambda m: m.get("psnr"), False),
+}
+
+
 def side_by_side(summary: dict[tuple, dict], task: str) -> str:
-    """One row per (instance, steps), one column per solver: headline (network passes, wall s, peak MB)."""
+    """One row per (instance, network passes), one column per solver: headline (steps, wall s, peak MB)."""
     label, headline = HEADLINES.get(task, ("metrics", lambda m: ", ".join(
         f"{k} {v:.3g}" for k, v in m.items()
         if k not in ("seeds", "nfe", "network_passes", "operator_evals", "wall_seconds", "peak_memory_mb",
                      "peak_rss_mb"))))
-    rows = sorted({(instance, budget) for (t, instance, _, budget) in summary if t == task})
+    runs = defaultdict(dict)  # (instance, passes) -> solver -> (steps, metrics)
+    for (t, instance, solver, steps), m in summary.items():
+        if t == task:
+            runs[(instance, round(m["network_passes"]))][solver] = (steps, m)
     solvers = sorted({solver for (t, _, solver, _) in summary if t == task})
-    lines = [f"{label} (network passes: forward + {BACKWARD_COST} x backward; mean wall seconds; peak MB of the run)",
-             "", "| instance | steps | " + " | ".join(solvers) + " |", "|" + " --- |" * (2 + len(solvers))]
-    for instance, budget in rows:
+    lines = [f"{label} at equal cost: rows by network passes spent (forward + {BACKWARD_COST} x backward through the "
+             "denoiser); each cell with its schedule length, mean wall seconds and the run's peak MB",
+             "", "| instance | network passes | " + " | ".join(solvers) + " |", "|" + " --- |" * (2 + len(solvers))]
+    for instance, passes in sorted(runs):
         cells = []
         for solver in solvers:
-            m = summary.get((task, instance, solver, budget))
-            cells.append(f"{headline(m)} ({m['network_passes']:.0f} passes, {m['wall_seconds']:.1f} s, "
-                         f"{m['peak_memory_mb']:.0f} MB)" if m else "")
-        lines.append(f"| {instance} | {budget} | " + " | ".join(cells) + " |")
+            steps, m = runs[(instance, passes)].get(solver, (None, None))
+            cells.append(f"{headline(m)} ({steps} steps, {m['wall_seconds']:.1f} s, {m['peak_memory_mb']:.0f} MB)"
+                         if m else "")
+        lines.append(f"| {instance} | {passes} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -116,28 +129,40 @@ def gmm_aggregate(summary: dict[tuple, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cost_plot(summary: dict[tuple, dict], path: Path) -> bool:
-    """Sliced Wasserstein over the floor against the network passes spent, per solver and schedule
-    length (gmm-posterior; log scale), so that methods of different cost per step compare at equal
-    cost; False if no such rows."""
-    curves = defaultdict(lambda: defaultdict(list))
-    for (task, _, solver, budget), metrics in summary.items():
-        if task == "gmm-posterior" and metrics.get("floor"):
-            curves[solver][budget].append((metrics["network_passes"], metrics["sliced_wasserstein"] / metrics["floor"]))
+def cost_plot(summary: dict[tuple, dict], task: str, path: Path) -> bool:
+    """The task's ``COST_CURVES`` headline against the network passes spent, one curve per solver over
+    its schedule lengths (log scale; one panel per instance unless the curve averages them), so that
+    methods of different cost per step compare at equal cost; False if the task has no such rows."""
+    if task not in COST_CURVES:
+        return False
+    label, value, averaged = COST_CURVES[task]
+    curves = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # panel -> solver -> steps -> points
+    for (t, instance, solver, steps), metrics in summary.items():
+        if t == task and value(metrics) is not None:
+            curves["all" if averaged else instance][solver][steps].append((metrics["network_passes"], value(metrics)))
     if not curves:
         return False
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for solver, points in sorted(curves.items()):
-        budgets = sorted(points)
-        ax.plot([mean(p for p, _ in points[b]) for b in budgets], [mean(r for _, r in points[b]) for b in budgets],
-                marker="o", label=solver)
-    ax.axhline(1.0, color="k", lw=0.8, ls="--", label="exact (floor)")
-    ax.set_xlabel(f"network passes (forward + {BACKWARD_COST} x backward)")
-    ax.set_ylabel("sliced W2 / floor (mean over instances)")
-    ax.set_xscale("log")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    panels = sorted(curves)
+    columns = min(5, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns + 1.5, 3.0 * rows), squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        for solver, points in sorted(curves[panel].items()):
+            steps = sorted(points)
+            ax.plot([mean(p for p, _ in points[s]) for s in steps], [mean(v for _, v in points[s]) for s in steps],
+                    marker="o", label=solver)
+        if task == "gmm-posterior":
+            ax.axhline(1.0, color="k", lw=0.8, ls="--", label="exact (floor)")
+        ax.set_xscale("log")
+        ax.set_title(panel if not averaged else task, fontsize=9)
+        ax.set_xlabel(f"network passes (fwd + {BACKWARD_COST} x bwd)", fontsize=8)
+        ax.set_ylabel(label, fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center right")
+    fig.tight_layout(rect=(0, 0, 1 - 1.4 / (3.6 * columns + 1.5), 1))
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
 
@@ -182,9 +207,10 @@ def write_report(out: Path, solvers: list[str] | None = None, name: str = "repor
         if task == "gmm-posterior":
             text += [gmm_aggregate(summary)]
         text += [side_by_side(summary, task)]
+        plot = f"{task.replace('-', '_')}_cost.png"
+        if cost_plot(summary, task, out / plot):
+            text += [f"![{COST_CURVES[task][0]} against network passes]({plot})", ""]
     text += ["## Every metric", "", markdown_table(summary)]
-    if cost_plot(summary, out / "gmm_posterior_cost.png"):
-        text += ["![sliced Wasserstein over the floor against network passes](gmm_posterior_cost.png)", ""]
     for path in sample_grids(out, records):
         text += [f"![{path.stem}]({path.relative_to(out)})", ""]
     report = out / name
