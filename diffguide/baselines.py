@@ -7,10 +7,12 @@ changes the shape):
 - ``"interpolation"`` for inpainting: normalised convolution, ``G * (m y) / G * m`` with a
   Gaussian ``G``, on a pyramid of halved resolutions where a missing pixel has no observed
   neighbours; observed pixels are kept;
-- ``"measurement"`` when ``y`` has the image's shape (blur, denoising): ``y`` itself;
+- ``"measurement"`` when ``y`` has the image's shape (blur, denoising): ``y`` itself, after the
+  inverse of an outermost pixelwise response that has one (``Saturation.inverse``);
 - ``"bicubic"`` for super-resolution (a ``Downsample`` outermost): bicubic upsampling of ``y``;
 - ``"pseudo-inverse"`` for any other linear operator: the minimum-norm least-squares
-  solution ``A^+ y``, by conjugate gradients on the normal equations ``A^T A x = A^T y``.
+  solution ``A^+ y`` (``LinearOperator.pseudo_inverse``: from the SVD, or by conjugate gradients
+  on the normal equations ``A^T A x = A^T y``).
 """
 from __future__ import annotations
 
@@ -23,22 +25,19 @@ from .operators.composition import Composition
 from .operators.downsample import Downsample
 from .operators.inpaint import Inpaint
 
-CG_ITERATIONS = 100
-
-
 def measurement_baseline(operator: Operator, y: torch.Tensor, shape: tuple[int, ...]):
     """``(name, estimate)`` of the image from ``y`` alone, or ``None`` (see the module docstring)."""
     shape = tuple(shape)
     with torch.no_grad(), _uncounted():
         if isinstance(operator, Inpaint):
             return "interpolation", normalised_interpolation(y, operator.mask)
-        if tuple(y.shape[1:]) == shape:
-            return "measurement", y.clone()
         outer = operator.outer if isinstance(operator, Composition) else operator
+        if tuple(y.shape[1:]) == shape:
+            return "measurement", outer.inverse(y) if hasattr(outer, "inverse") else y.clone()
         if isinstance(outer, Downsample) and len(shape) == 3:
             return "bicubic", F.interpolate(y, size=shape[1:], mode="bicubic", align_corners=False)
         if isinstance(operator, LinearOperator):
-            return "pseudo-inverse", pseudo_inverse(operator, y, shape)
+            return "pseudo-inverse", operator.pseudo_inverse(y).reshape(y.shape[0], *shape)
     return None
 
 
@@ -63,23 +62,3 @@ def _push_pull(weighted: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     coarse = _push_pull(F.avg_pool2d(weighted, 2, ceil_mode=True), F.avg_pool2d(weight, 2, ceil_mode=True))
     coarse = F.interpolate(coarse, size=weighted.shape[-2:], mode="bilinear", align_corners=False)
     return torch.where(known, estimate, coarse)
-
-
-def pseudo_inverse(operator: LinearOperator, y: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """``A^+ y`` by conjugate gradients on ``A^T A x = A^T y`` from ``x = 0``, per sample."""
-    b = operator.adjoint(y)
-    x = torch.zeros_like(b)
-    r, p = b.clone(), b.clone()
-    rr = r.flatten(1).pow(2).sum(1)
-    scale = rr.clamp(min=1e-30)
-    for _ in range(CG_ITERATIONS):
-        if bool((rr <= 1e-12 * scale).all()):
-            break
-        ap = operator.adjoint(operator(p))
-        alpha = rr / (p * ap).flatten(1).sum(1).clamp(min=1e-30)
-        x = x + alpha.view(-1, *[1] * (x.ndim - 1)) * p
-        r = r - alpha.view(-1, *[1] * (x.ndim - 1)) * ap
-        rr_next = r.flatten(1).pow(2).sum(1)
-        p = r + (rr_next / rr.clamp(min=1e-30)).view(-1, *[1] * (x.ndim - 1)) * p
-        rr = rr_next
-    return x.reshape(y.shape[0], *shape)

@@ -31,7 +31,8 @@ UNGUIDED = ("ddim", "ddpm", "euler", "heun", "edict")
 
 OPERATOR_HELP = (
     "identity | blur:sigma=S[,size=K] | downsample:factor=F | "
-    "inpaint:mask=box[,size=0.5] | inpaint:mask=random[,missing=0.7] | inpaint:mask=strokes[,n=4,width=W]; "
+    "inpaint:mask=box[,size=0.5] | inpaint:mask=random[,missing=0.7] | inpaint:mask=strokes[,n=4,width=W] | "
+    "saturate[:gain=2] (a nonlinear sensor response, tanh(gain x) / tanh(gain)); "
     "deepinv:CLASS[,key=value,...] (a deepinv.physics class with number, bool or word arguments, e.g. "
     "'deepinv:CompressedSensing,m=96'; images mapped to deepinv's [0, 1], y and --sigma-y in its units); "
     "compose with @, e.g. 'downsample:factor=2 @ blur:sigma=1'"
@@ -123,6 +124,7 @@ def _operator(spec: str, shape: tuple[int, int, int], generator: torch.Generator
     from ..operators.downsample import Downsample
     from ..operators.identity import Identity
     from ..operators.inpaint import Inpaint
+    from ..operators.saturation import Saturation
 
     if spec.strip().lower().startswith("deepinv:"):
         return _deepinv_operator(spec, shape, generator)
@@ -138,6 +140,8 @@ def _operator(spec: str, shape: tuple[int, int, int], generator: torch.Generator
         op = Blur.gaussian(sigma, size=size)
     elif name == "downsample":
         op = Downsample(_number(params, "factor", 2, int, spec))
+    elif name == "saturate":
+        op = Saturation(_number(params, "gain", 2.0, spec=spec))
     elif name == "inpaint":
         mask = params.pop("mask", "box")
         _, h, w = shape

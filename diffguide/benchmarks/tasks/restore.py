@@ -1,8 +1,11 @@
 """Task ``restore``: held-out images under blur, inpainting and super-resolution with noise.
 
-Instances: ``{digits|photos}-{blur|box|random|sr2|sr4}``. Digits: 8 held-out images
-(16x16); photos: the two held-out 128x128 crops (``reduced``: 32x32 corners of them, and
-4 digits). Measurement noise 0.05 (digits) and 0.02 (photos) in [-1, 1] units.
+Instances: ``{digits|photos}-{blur|box|random|sr2|sr4|noisy-blur|saturated-blur}``. Digits: 8
+held-out images (16x16); photos: the two held-out 128x128 crops (``reduced``: 32x32 corners of
+them, and 4 digits). Measurement noise 0.05 (digits) and 0.02 (photos) in [-1, 1] units;
+``noisy-blur`` is the blur at noise 0.2, and ``saturated-blur`` the blur seen through a saturating
+sensor response (``Saturation(2) @ Blur``), a nonlinear operator that methods needing a linear
+one (or its SVD) cannot take.
 Metrics: PSNR, SSIM (means over the images) and data consistency ``||A(x) - y|| / ||y||``;
 the first images' truth, measurement and result go to the report's grids.
 """
@@ -16,14 +19,20 @@ from ...metrics import psnr, ssim
 from ...operators.blur import Blur
 from ...operators.downsample import Downsample
 from ...operators.inpaint import Inpaint
+from ...operators.saturation import Saturation
 from ...priors.embedded import load
 from ...rewards.likelihood import GaussianLikelihood
 from ...schedules import karras_sigmas
 from ...device_runs import solve_on_device
 
 DIGITS = [0, 37, 75, 110, 145, 181, 217, 253]  # held-out positions: a mix of classes
+#: the linear degradations (every restoration solver takes them; ``benchmarks.defaults`` checks them all)
 DEGRADATIONS = ("blur", "box", "random", "sr2", "sr4")
+#: the harder ones: a larger noise level, and a nonlinear operator
+HARDER = ("noisy-blur", "saturated-blur")
 NOISE = {"digits": 0.05, "photos": 0.02}
+LARGE_NOISE = 0.2
+SATURATION_GAIN = 2.0
 
 
 def images(dataset: str, reduced: bool) -> torch.Tensor:
@@ -36,8 +45,10 @@ def images(dataset: str, reduced: bool) -> torch.Tensor:
 
 def operator(degradation: str, shape: tuple[int, int, int], generator: torch.Generator):
     _, h, w = shape
-    if degradation == "blur":
+    if degradation in ("blur", "noisy-blur"):
         return Blur.gaussian(1.5 if h <= 16 else 2.0)
+    if degradation == "saturated-blur":
+        return Saturation(SATURATION_GAIN) @ operator("blur", shape, generator)
     if degradation == "box":
         return Inpaint.box(shape, h // 4, w // 4, h // 2, w // 2)
     if degradation == "random":
@@ -56,15 +67,16 @@ class Restore:
     def instances(self, reduced: bool) -> list[str]:
         if reduced:
             return ["digits-blur", "photos-sr2"]
-        return [f"{dataset}-{d}" for dataset in ("digits", "photos") for d in DEGRADATIONS]
+        return [f"{dataset}-{d}" for dataset in ("digits", "photos") for d in DEGRADATIONS + HARDER]
 
     def run(self, instance: str, solver, seed: int, steps: int, reduced: bool) -> dict:
-        dataset, degradation = instance.split("-")
+        dataset, degradation = instance.split("-", 1)
         truth = images(dataset, reduced)
         prior = load(dataset).with_shape(tuple(truth.shape[1:]))
         g = torch.Generator().manual_seed(seed)
         op = operator(degradation, tuple(truth.shape[1:]), torch.Generator().manual_seed(1))
-        likelihood = GaussianLikelihood.simulate(op, truth, NOISE[dataset], torch.Generator().manual_seed(2))
+        noise = LARGE_NOISE if degradation == "noisy-blur" else NOISE[dataset]
+        likelihood = GaussianLikelihood.simulate(op, truth, noise, torch.Generator().manual_seed(2))
         sigmas = karras_sigmas(steps, 2e-3, 80.0)
         x = sigmas[0] * torch.randn(truth.shape, generator=g)
         result = solve_on_device(solver, prior, likelihood, x, sigmas, generator=g)
