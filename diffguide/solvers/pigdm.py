@@ -36,8 +36,12 @@ which in VE form is ``x0_y = x0_hat + scale * r_t^2 * g`` (their noiseless ``A^+
 ``r_t^2`` times ours); it is weaker than the Tweedie weight by ``1 / (1 + sigma_t^2)``, the same for
 ``sigma_t << 1``. The clean estimate is clipped to the prior's data range before the step.
 
-Hyper-parameters: ``scale = 1`` (the derivation's weight; the paper's ``grad_term_weight``),
-``eta = 1`` (DDIM noise share: 1 is DDPM-like ancestral sampling) and ``weighting``. Requires a
+Hyper-parameters: ``scale = 1`` (the derivation's weight; ``grad_term_weight`` in the authors'
+code), ``eta = 1`` (DDIM noise share: 1 is DDPM-like ancestral sampling) and ``weighting``. The
+defaults were checked on the digits restore problems (``python -m diffguide.benchmarks.defaults``):
+they beat the classical baseline on every case (worst +0.37 dB, 4x super-resolution at 100 steps and
+noise 0.2), where ``weighting="paper"`` fell 2.7 dB below it and ``scale = 0.5`` tied it; ``eta = 0``
+was better there but lost 2.2 dB on box inpainting. Requires a
 ``GaussianLikelihood`` whose operator is a ``LinearOperator``. Cost: one denoiser forward and one
 backward per step, one operator evaluation per sample and step.
 """
