@@ -84,6 +84,13 @@ COST_CURVES = {
 }
 
 
+def cost_bucket(passes: float) -> int:
+    """Network passes to two significant digits, so that runs of nearly equal cost share a row."""
+    if passes < 1:
+        return 0
+    return round(passes, 1 - math.floor(math.log10(passes)))
+
+
 def side_by_side(summary: dict[tuple, dict], task: str) -> str:
     """One row per (instance, network passes), one column per solver: headline (steps, wall s, peak MB)."""
     label, headline = HEADLINES.get(task, ("metrics", lambda m: ", ".join(
@@ -93,10 +100,11 @@ def side_by_side(summary: dict[tuple, dict], task: str) -> str:
     runs = defaultdict(dict)  # (instance, passes) -> solver -> (steps, metrics)
     for (t, instance, solver, steps), m in summary.items():
         if t == task:
-            runs[(instance, round(m["network_passes"]))][solver] = (steps, m)
+            runs[(instance, cost_bucket(m["network_passes"]))][solver] = (steps, m)
     solvers = sorted({solver for (t, _, solver, _) in summary if t == task})
     lines = [f"{label} at equal cost: rows by network passes spent (forward + {BACKWARD_COST} x backward through the "
-             "denoiser); each cell with its schedule length, mean wall seconds and the run's peak MB",
+             "denoiser), to two significant digits; each cell with its schedule length, mean wall seconds and the "
+             "run's peak MB",
              "", "| instance | network passes | " + " | ".join(solvers) + " |", "|" + " --- |" * (2 + len(solvers))]
     for instance, passes in sorted(runs):
         cells = []
