@@ -63,9 +63,11 @@ def test_paper_weighting_is_the_tweedie_one_over_one_plus_sigma_squared():
 
 
 def test_samples_follow_the_exact_posterior_for_unit_covariance():
+    """With the exact posterior denoiser only the DDPM discretisation is left: measured covariance errors
+    0.077 at 100 steps and 0.027 at 300 (20000 draws; 0.05 with the 4000 here)."""
     prior, likelihood, posterior = unit_covariance_problem()
-    draws = sample(PiGDM(), prior, likelihood, n=4000, steps=100)
-    assert (draws.mean(0) - posterior.mean()).norm() < 0.1
+    draws = sample(PiGDM(), prior, likelihood, n=4000, steps=300)
+    assert (draws.mean(0) - posterior.mean()).norm() < 0.08
     assert (torch.cov(draws.T) - posterior.covariance()).abs().max() < 0.1
 
 
