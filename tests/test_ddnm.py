@@ -169,7 +169,8 @@ def test_rejects_what_it_cannot_use():
     with pytest.raises(ValueError, match="needs eta > 0"):
         DDNM(eta=0.0)
     assert DDNM(step="ddpm", eta=0.0).step == "ddpm"  # a DDPM step does not read eta
-    for bad in (dict(step="euler"), dict(eta=1.5), dict(travel_length=0), dict(travel_repeat=0), dict(cutoff=1.0), dict(noise_aware=1)):
+    for bad in (dict(step="euler"), dict(eta=1.5), dict(travel_length=0), dict(travel_repeat=0), dict(cutoff=1.0),
+                dict(noise_aware=1)):
         with pytest.raises(ValueError):
             DDNM(**bad)
 

@@ -34,7 +34,8 @@ GAINS = [1.0, 0.5, 2.0]
 
 
 def diagonal_problem(sigma_y, seed=0):
-    prior = GaussianPrior(torch.tensor(MEAN, dtype=torch.float64), torch.diag(torch.tensor(VARIANCE, dtype=torch.float64)))
+    variance = torch.tensor(VARIANCE, dtype=torch.float64)
+    prior = GaussianPrior(torch.tensor(MEAN, dtype=torch.float64), torch.diag(variance))
     a = torch.zeros(len(GAINS), len(MEAN), dtype=torch.float64)
     a[range(len(GAINS)), range(len(GAINS))] = torch.tensor(GAINS, dtype=torch.float64)
     g = torch.Generator().manual_seed(seed)

@@ -20,6 +20,9 @@ state ``x = sigma_0 n``: ``x_bar = V^T x`` where ``s_i = 0`` or ``tau_i > sigma_
 assumes ``sigma_T >= tau_i`` for all of them). On the last step (``sigma' = 0``) the update is
 ``x_bar' = x0_bar``: the result is the final clean estimate.
 
+This is the paper's rule; ``deepinv.sampling.DDRM`` departs from it in two ways (draws its noise with
+half the variance, and treats ``s_i <= sigma_y`` as unobserved), which sharpens its results.
+
 Hyper-parameters (the paper's defaults): ``eta = 0.85`` (the share of fresh noise) and
 ``eta_b = 1.0`` (the weight of the measurement on the observed coefficients).
 
@@ -35,6 +38,7 @@ import math
 import torch
 
 from ..operators.base import LinearOperator
+from ..operators.svd import dense_svd_fits
 from ..rewards.likelihood import GaussianLikelihood
 from ..validation import fraction
 from .base import Solver
@@ -70,7 +74,9 @@ class DDRM(Solver):
     def check(self, denoiser, reward, x, sigmas) -> None:
         super().check(denoiser, reward, x, sigmas)
         require_linear_gaussian("DDRM", reward)
-        reward.operator.decomposition(tuple(denoiser.shape))  # ValueError when it has none
+        shape = tuple(denoiser.shape)
+        if reward.operator.svd(shape) is None and not dense_svd_fits(shape):
+            reward.operator.decomposition(shape)  # raises its ValueError: no SVD is known
 
     def sample(self, run, reward, x):
         svd = reward.operator.decomposition(tuple(x.shape[1:]))
