@@ -31,7 +31,7 @@ def test_data_step_is_the_closed_form_proximal_point(operator_class, tolerance):
     operator = operator_class(likelihood.operator.a)
     likelihood = GaussianLikelihood(operator, likelihood.y, likelihood.sigma_y)
     sigmas = torch.tensor([5.0, 1.0, 0.2, 0.0], dtype=torch.float64)
-    solver = DiffPIR(lambda_=3.0, zeta=0.4)
+    solver = DiffPIR(lam=3.0, zeta=0.4)
     states, records = first_steps(solver, prior, likelihood, sigmas)
     for x, sigma, record in zip(states, sigmas, records):
         x0 = prior(x, sigma.expand(len(x)))
@@ -49,7 +49,7 @@ def test_bayesian_weight_gives_the_exact_posterior_denoiser():
     likelihood = GaussianLikelihood.simulate(operator, prior.sample(1, g), 0.3, g)
     posterior = prior.posterior(operator, likelihood.y, 0.3)
     sigmas = torch.tensor([sigma, 0.0], dtype=torch.float64)
-    (x,), (record,) = first_steps(DiffPIR(lambda_=(c + sigma**2) / c), prior, likelihood, sigmas)
+    (x,), (record,) = first_steps(DiffPIR(lam=(c + sigma**2) / c), prior, likelihood, sigmas)
     assert torch.allclose(record.x0, posterior(x, sigmas[0].expand(len(x))), rtol=1e-10, atol=1e-10)
 
 
@@ -73,21 +73,21 @@ def test_renoising_mixes_the_effective_noise_with_fresh_noise():
 def test_a_huge_weight_on_the_prior_is_ddim():
     """lambda -> inf leaves the denoiser's estimate alone: zeta = 0 is deterministic DDIM."""
     prior, likelihood, _ = gaussian_problem()
-    diffpir = sample(DiffPIR(lambda_=1e15, zeta=0.0), prior, likelihood, n=16)
+    diffpir = sample(DiffPIR(lam=1e15, zeta=0.0), prior, likelihood, n=16)
     assert torch.allclose(diffpir, sample(DDIM(eta=0.0), prior, None, n=16), rtol=1e-6, atol=1e-6)
 
 
 def test_a_tiny_weight_on_the_prior_fits_the_measurement():
     """lambda -> 0 makes the data step the least-squares fit: the result reproduces y exactly."""
     prior, likelihood, _ = gaussian_problem(sigma_y=0.1)
-    draws = sample(DiffPIR(lambda_=1e-9), prior, likelihood, n=16)
+    draws = sample(DiffPIR(lam=1e-9), prior, likelihood, n=16)
     assert torch.allclose(likelihood.operator(draws), likelihood.y.expand(16, -1), atol=1e-6)
 
 
 def test_mean_moves_to_the_exact_posterior():
     prior, likelihood, posterior = gaussian_problem()
     unguided = (sample(DDIM(eta=0.0), prior, None).mean(0) - posterior.mean()).norm()
-    guided = (sample(DiffPIR(lambda_=1.0), prior, likelihood).mean(0) - posterior.mean()).norm()
+    guided = (sample(DiffPIR(lam=1.0), prior, likelihood).mean(0) - posterior.mean()).norm()
     assert guided < 0.3 * unguided
 
 
@@ -95,7 +95,7 @@ def test_float32_state_stays_float32():
     prior, likelihood, posterior = gaussian_problem()
     sigmas = karras_sigmas(20, 1e-3, 40.0)
     x = sigmas[0] * torch.randn(256, prior.dim, generator=torch.Generator().manual_seed(0))
-    draws = DiffPIR(lambda_=1.0)(prior, likelihood.to(torch.float32), x, sigmas,
+    draws = DiffPIR(lam=1.0)(prior, likelihood.to(torch.float32), x, sigmas,
                                  generator=torch.Generator().manual_seed(1))
     assert draws.dtype == torch.float32
     assert (draws.double().mean(0) - posterior.mean()).norm() < 0.3
@@ -119,7 +119,7 @@ def test_rejects_what_it_cannot_use():
         sample(DiffPIR(), prior, nonlinear, n=2, steps=2)
 
 
-@pytest.mark.parametrize("settings,word", [({"lambda_": 0.0}, "lambda_"), ({"zeta": 1.5}, "zeta"),
+@pytest.mark.parametrize("settings,word", [({"lam": 0.0}, "lam"), ({"zeta": 1.5}, "zeta"),
                                            ({"zeta": -0.1}, "zeta")])
 def test_rejects_bad_settings(settings, word):
     with pytest.raises(ValueError, match=word):

@@ -23,7 +23,9 @@ SOLVERS = {name: f"diffguide.solvers.{target}" for name, target in {
     "sag": "symplectic_adjoint:SymplecticAdjointGuidance", "edict": "edict:EDICT", "doodl": "doodl:DOODL",
     "classifier-guidance": "classifier_guidance:ClassifierGuidance",
     "readout-guidance": "readout_guidance:ReadoutGuidance", "enkg": "enkg:EnKG", "scg": "scg:SCG",
-    "dps-gsg": "dps_gsg:DPSGSG", "best-of-n": "best_of_n:BestOfN", "tds": "tds:TDS"}.items()}
+    "dps-gsg": "dps_gsg:DPSGSG", "best-of-n": "best_of_n:BestOfN", "tds": "tds:TDS",
+    "ddrm": "ddrm:DDRM", "ddnm": "ddnm:DDNM", "pigdm": "pigdm:PiGDM", "diffpir": "diffpir:DiffPIR", "daps": "daps:DAPS",
+    "red-diff": "red_diff:REDDiff", "pnp-dm": "pnp_dm:PnPDM"}.items()}
 #: ``inpaint:mask=box,size=S``: the missing box's side as a fraction of the image's
 BOX_SIZE = Number(0.0, 1.0, low_open=True).about("the box's side as a fraction of the image's")
 #: the solvers whose ``needs`` is ``"none"`` (checked against the classes by tests/test_cli_startup.py)

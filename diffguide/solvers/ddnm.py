@@ -57,9 +57,9 @@ from typing import Literal
 
 import torch
 
-from ..validation import Number, fraction, integer, one_of
+from ..validation import Number, flag, fraction, integer, one_of
 from .base import Solver
-from .ddrm import require_linear_gaussian
+from .likelihood_checks import require_linear_gaussian
 from .steps import ancestral_sigmas, renoise
 
 
@@ -82,7 +82,8 @@ class DDNM(Solver):
               "eta": fraction.about("the share of fresh noise of a DDIM step"),
               "travel_length": integer(1).about("steps gone back by a time travel"),
               "travel_repeat": integer(1).about("passes over each travelled segment, 1 = no time travel"),
-              "cutoff": Number(0.0, 1.0, high_open=True).about("relative singular value treated as zero")}
+              "cutoff": Number(0.0, 1.0, high_open=True).about("relative singular value treated as zero"),
+              "noise_aware": flag}
 
     step: Literal["ddim", "ddpm"] = "ddim"
     eta: float = 0.85

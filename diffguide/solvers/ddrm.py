@@ -37,20 +37,10 @@ import math
 
 import torch
 
-from ..operators.base import LinearOperator
 from ..operators.svd import dense_svd_fits
-from ..rewards.likelihood import GaussianLikelihood
 from ..validation import fraction
 from .base import Solver
-
-
-def require_linear_gaussian(solver: str, reward) -> None:
-    """``ValueError`` unless ``reward`` is a ``GaussianLikelihood`` with a ``LinearOperator``."""
-    if not isinstance(reward, GaussianLikelihood):
-        raise ValueError(f"{solver} needs a GaussianLikelihood (operator, y, sigma_y), got {type(reward).__name__}")
-    if not isinstance(reward.operator, LinearOperator):
-        raise ValueError(f"{solver} needs a linear operator (a LinearOperator), got "
-                         f"{type(reward.operator).__name__}; use a gradient-based solver such as DPS")
+from .likelihood_checks import require_linear_gaussian
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -38,10 +38,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..operators.base import LinearOperator
-from ..rewards.likelihood import GaussianLikelihood
 from ..validation import fraction, positive
 from .base import Solver
+from .likelihood_checks import require_linear_gaussian
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -49,33 +48,29 @@ class DiffPIR(Solver):
     """DiffPIR (Zhu et al., CVPR-W 2023): the denoiser's estimate, a closed-form proximal step on the
     Gaussian likelihood, and re-noising; rule in the module docstring.
 
-    Parameters: ``lambda_`` (default 0.25, the weight of the denoiser's estimate in the data step,
+    Parameters: ``lam`` (default 0.25, the weight of the denoiser's estimate in the data step,
     ``mu_t = lambda sigma_y^2 / sigma_t^2``) and ``zeta`` (default 1.0, the share of fresh noise in the
     re-noising). Requires a ``GaussianLikelihood`` with a ``LinearOperator``. One denoiser call per
     step, no backward pass.
     """
 
     needs = "any"
-    limits = {"lambda_": positive.about("the weight of the denoiser's estimate in the data step"),
+    limits = {"lam": positive.about("the weight of the denoiser's estimate in the data step"),
               "zeta": fraction.about("the share of fresh noise")}
 
-    lambda_: float = 0.25
+    lam: float = 0.25
     zeta: float = 1.0
 
     def check(self, denoiser, reward, x, sigmas) -> None:
         super().check(denoiser, reward, x, sigmas)
-        if not isinstance(reward, GaussianLikelihood):
-            raise ValueError(f"DiffPIR needs a GaussianLikelihood (operator, y, sigma_y), got {type(reward).__name__}")
-        if not isinstance(reward.operator, LinearOperator):
-            raise ValueError(f"DiffPIR needs a linear operator (a LinearOperator) for its closed-form data step, got "
-                             f"{type(reward.operator).__name__}; use a gradient-based solver such as DPS")
+        require_linear_gaussian("DiffPIR", reward)
 
     def sample(self, run, reward, x):
         operator, variance_y = reward.operator, reward.sigma_y**2
         y = reward.y.to(x.dtype)
         for i, sigma, sigma_next in run.steps():
             x0 = run.clip(run.denoise(x, sigma))
-            x0_hat = operator.regularised_solve(y, x0, self.lambda_ * variance_y / sigma**2)
+            x0_hat = operator.regularised_solve(y, x0, self.lam * variance_y / sigma**2)
             eps_hat = (x - x0_hat) / sigma
             mix = math.sqrt(1 - self.zeta) * eps_hat
             if self.zeta > 0:

@@ -55,9 +55,9 @@ import torch
 from ..operators.base import LinearOperator
 from ..operators.normal_equations import conjugate_gradient_normal
 from ..operators.svd import SingularValueDecomposition
-from ..rewards.likelihood import GaussianLikelihood
 from ..validation import fraction, non_negative, one_of
 from .base import Solver
+from .likelihood_checks import require_linear_gaussian
 from .steps import ddim_step
 
 
@@ -94,11 +94,7 @@ class PiGDM(Solver):
 
     def check(self, denoiser, reward, x, sigmas) -> None:
         super().check(denoiser, reward, x, sigmas)
-        if not isinstance(reward, GaussianLikelihood):
-            raise ValueError(f"PiGDM needs a GaussianLikelihood (operator, y, sigma_y), got {type(reward).__name__}")
-        if not isinstance(reward.operator, LinearOperator):
-            raise ValueError(f"PiGDM needs a linear operator (a LinearOperator), got "
-                             f"{type(reward.operator).__name__}; use a gradient-based solver such as DPS")
+        require_linear_gaussian("PiGDM", reward)
 
     def sample(self, run, reward, x):
         operator, variance_y = reward.operator, reward.sigma_y**2
