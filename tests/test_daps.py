@@ -15,7 +15,8 @@ from test_universal_guidance import gaussian_problem, sample
 
 
 def test_mean_is_close_to_the_exact_posterior_mean():
-    """Measured: 0.11 from the exact mean (norm 1.56), where unguided sampling is 1.67 away."""
+    """Measured: 0.10 from the exact mean (norm 1.56), where unguided sampling is 1.67 away. DAPS is not
+    exact (its N(x0_hat, r^2 I) stands in for p(x0 | x_t)): the covariance is not tested."""
     prior, likelihood, posterior = gaussian_problem()
     unguided = (sample(DDIM(), prior, None).mean(0) - posterior.mean()).norm()
     guided = (sample(DAPS(), prior, likelihood, n=512).mean(0) - posterior.mean()).norm()

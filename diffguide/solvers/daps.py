@@ -24,8 +24,9 @@ paper's linear decay of the learning rate over the annealing. The paper's learni
 ``lr_min_ratio = 0.01`` is its value. DAPS-1K runs 200 annealing levels of 5 ODE steps and 100
 Langevin steps; here the annealing levels are the given schedule's.
 
-Hyper-parameters (defaults): ``ode_steps`` (5, the paper's), ``langevin_steps`` (100, the paper's),
-``step_size`` (1.0) and ``lr_min_ratio`` (0.01, the paper's).
+Hyper-parameters (defaults): ``ode_steps`` (5, the paper's), ``langevin_steps`` (200; the paper's 100
+leave 4x super-resolution at noise 0.2 on digits 0.2 dB below the baseline at 50 levels, 200 put it
+1 dB above), ``step_size`` (1.0) and ``lr_min_ratio`` (0.01, the paper's).
 
 Requires a ``GaussianLikelihood`` with a differentiable operator (linear or not). Cost per level:
 ``min(ode_steps, N - i)`` denoiser forward passes, no backward pass through the network, and
@@ -76,7 +77,7 @@ class DAPS(Solver):
     """Decoupled annealing posterior sampling (Zhang et al., CVPR 2025); rule, step size and defaults in the
     module docstring.
 
-    Parameters: ``ode_steps`` (Euler steps of the ODE estimate, 5), ``langevin_steps`` (100), ``step_size``
+    Parameters: ``ode_steps`` (Euler steps of the ODE estimate, 5), ``langevin_steps`` (200), ``step_size``
     (Langevin step in units of the inverse Lipschitz constant of the drift, 1.0), ``lr_min_ratio`` (the
     final fraction of the step in the linear decay over the annealing, 0.01). Requires a
     ``GaussianLikelihood`` with a differentiable operator.
@@ -88,7 +89,7 @@ class DAPS(Solver):
               "lr_min_ratio": positive.about("the final fraction of the Langevin step")}
 
     ode_steps: int = 5
-    langevin_steps: int = 100
+    langevin_steps: int = 200
     step_size: float = 1.0
     lr_min_ratio: float = 0.01
 
