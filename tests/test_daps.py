@@ -2,13 +2,12 @@
 import pytest
 import torch
 
-from diffguide.counting import counting
+from diffguide.counting import Counters, counting
 from diffguide.operators.function import FunctionOperator
 from diffguide.rewards.likelihood import GaussianLikelihood
 from diffguide.solvers.daps import DAPS, langevin
 from diffguide.solvers.ddim import DDIM
 from diffguide.solvers.run import Run
-from diffguide.counting import Counters
 
 from problems import ZeroReward
 from test_universal_guidance import gaussian_problem, sample

@@ -5,7 +5,6 @@ import torch
 
 from diffguide.counting import Counters, counting
 from diffguide.operators.function import FunctionOperator
-from diffguide.priors.gaussian import GaussianPrior
 from diffguide.rewards.likelihood import GaussianLikelihood
 from diffguide.schedules import karras_sigmas
 from diffguide.solvers.ddim import DDIM

@@ -41,7 +41,6 @@ all.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
