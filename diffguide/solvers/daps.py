@@ -15,13 +15,16 @@ One annealing level per entry of the schedule ``sigma_0 > ... > sigma_N = 0``; a
    nonlinear).
 3. Re-noise: ``x_{i+1} = x0 + sigma_{i+1} z`` (the final level, ``sigma_N = 0``, returns ``x0``).
 
-The Langevin step ``eta_i = step_size * m_i / L_i``: ``L_i = s_max^2 / sigma_y^2 + 1 / r_i^2`` is the
-Lipschitz constant of the drift (``s_max`` the operator's largest singular value where a closed-form SVD
-is known, else 1, as for normalised blurs, masks and averaging downsamplers), so ``step_size`` is
-dimensionless and below 2 the dynamics are stable, and ``m_i = 1 + (i / N)(lr_min_ratio - 1)`` is the
-paper's linear decay of the learning rate over the annealing. The paper's learning rate
-(``1e-4`` with ``tau = 0.01``, i.e. ``eta = tau^2``) is ``step_size = 1`` in these units;
-``lr_min_ratio = 0.01`` is its value. DAPS-1K runs 200 annealing levels of 5 ODE steps and 100
+The Langevin step ``eta_i = step_size * m_i / L_i`` with ``L_i = max(s_max, 1)^2 / sigma_y^2 + 1 / r_i^2``
+(``s_max`` the operator's largest singular value where a closed-form SVD is known, else taken as 1, as
+for normalised blurs, masks and averaging downsamplers): the paper's learning rate (``1e-4`` with
+``tau = 0.01``, i.e. ``eta = tau^2``) is ``step_size = 1`` in these units, and ``L_i`` bounds the
+Lipschitz constant of the drift, so below ``step_size = 2`` the dynamics are stable. For an operator
+with ``s_max < 1`` (an averaging downsampler) the step stays at the paper's scale instead of growing to
+``1 / s_max^2`` of it: measured on 4x super-resolution, the larger step mixes the unmeasured directions
+far from the ODE estimate and loses 10 dB on photos (18.2 against 28.3 dB on one 32x32 crop) and 0.4 dB on
+digits at noise 0.2. ``m_i = 1 + (i / N)(lr_min_ratio - 1)`` is the paper's linear decay of the learning
+rate over the annealing, ``lr_min_ratio = 0.01`` its value. DAPS-1K runs 200 annealing levels of 5 ODE steps and 100
 Langevin steps; here the annealing levels are the given schedule's.
 
 Hyper-parameters (defaults): ``ode_steps`` (5, the paper's), ``langevin_steps`` (200; the paper's 100
@@ -101,7 +104,7 @@ class DAPS(Solver):
 
     def sample(self, run, reward, x):
         levels = len(run.sigmas) - 1
-        curvature = largest_singular_value(reward, x.shape[1:]) ** 2 / reward.sigma_y**2
+        curvature = max(largest_singular_value(reward, x.shape[1:]), 1.0) ** 2 / reward.sigma_y**2
         for i, sigma, sigma_next in run.steps():
             x0_hat = ode_estimate(run.denoise, x, inner_sigmas(run.sigmas, i, self.ode_steps))
             decay = 1 + (i / levels) * (self.lr_min_ratio - 1)
