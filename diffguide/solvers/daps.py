@@ -46,6 +46,7 @@ from ..operators.base import LinearOperator
 from ..rewards.likelihood import GaussianLikelihood
 from ..validation import integer, positive
 from .base import Solver
+from .likelihood_checks import require_gaussian
 from .ode_estimate import inner_sigmas, ode_estimate
 
 
@@ -98,9 +99,7 @@ class DAPS(Solver):
 
     def check(self, denoiser, reward, x, sigmas) -> None:
         super().check(denoiser, reward, x, sigmas)
-        if not isinstance(reward, GaussianLikelihood):
-            raise ValueError(f"DAPS needs a GaussianLikelihood (its Langevin step is scaled by sigma_y), "
-                             f"got {type(reward).__name__}")
+        require_gaussian("DAPS", reward, "its Langevin step is scaled by sigma_y")
 
     def sample(self, run, reward, x):
         levels = len(run.sigmas) - 1

@@ -49,6 +49,7 @@ from ..operators.svd import SingularValueDecomposition, dense_svd_fits
 from ..rewards.likelihood import GaussianLikelihood
 from ..validation import Number, integer, positive
 from .base import Solver
+from .likelihood_checks import require_gaussian
 from .daps import langevin, largest_singular_value
 from .ode_estimate import inner_sigmas
 from .steps import ddim_step
@@ -110,9 +111,7 @@ class PnPDM(Solver):
 
     def check(self, denoiser, reward, x, sigmas) -> None:
         super().check(denoiser, reward, x, sigmas)
-        if not isinstance(reward, GaussianLikelihood):
-            raise ValueError(f"PnPDM needs a GaussianLikelihood (its likelihood step samples "
-                             f"exp(-||y - A z||^2 / 2 sigma_y^2)), got {type(reward).__name__}")
+        require_gaussian("PnPDM", reward, "its likelihood step samples exp(-||y - A z||^2 / 2 sigma_y^2)")
         if exact_decomposition(reward, x.shape[1:]) is None and not reward.differentiable:
             raise ValueError("PnPDM samples the likelihood step by Langevin dynamics for an operator without a "
                              f"singular value decomposition, but {type(reward.operator).__name__} is not "

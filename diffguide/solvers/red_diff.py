@@ -40,9 +40,9 @@ import dataclasses
 import torch
 
 from ..operators.base import LinearOperator
-from ..rewards.likelihood import GaussianLikelihood
 from ..validation import Number, non_negative, positive
 from .base import Solver
+from .likelihood_checks import require_gaussian
 from .daps import likelihood_gradient
 
 beta = Number(0.0, 1.0, high_open=True)
@@ -69,9 +69,7 @@ class REDDiff(Solver):
 
     def check(self, denoiser, reward, x, sigmas) -> None:
         super().check(denoiser, reward, x, sigmas)
-        if not isinstance(reward, GaussianLikelihood):
-            raise ValueError(f"REDDiff needs a GaussianLikelihood (its data term is ||y - A(mu)||^2 / 2 sigma_y^2), "
-                             f"got {type(reward).__name__}")
+        require_gaussian("REDDiff", reward, "its data term is ||y - A(mu)||^2 / 2 sigma_y^2")
 
     def initial_mean(self, run, reward, x: torch.Tensor) -> torch.Tensor:
         """``(A^T A + sigma_y^2 I)^{-1} A^T y`` for a linear operator, else the denoiser's estimate of the
