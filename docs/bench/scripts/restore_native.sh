@@ -19,4 +19,10 @@ bench --steps 102 --steps 300 --solver ddrm --solver ddnm --solver diffpir --sol
 bench --steps 34 --steps 100 --solver dps --solver pigdm --solver deepinv-dps:weight=300
 bench --steps 22 --steps 62 --solver daps
 bench --steps 24 --steps 64 --solver pnp-dm
+# photos (two 128x128 crops, minutes a run): the strongest native solvers at about 150 passes, next to the
+# deepinv peers' photo rows of docs/bench/restore_cost (same instances and budget)
+PHOTOS="--instance photos-blur --instance photos-random --instance photos-sr4"
+.venv/bin/diffguide bench restore --device cpu --workers "$WORKERS" --out "$OUT" $PHOTOS --steps 150 \
+  --solver diffpir --solver ddnm || true
+.venv/bin/diffguide bench restore --device cpu --workers "$WORKERS" --out "$OUT" $PHOTOS --steps 50 --solver pigdm || true
 .venv/bin/diffguide bench report "$OUT"
