@@ -101,6 +101,10 @@ class LinearOperator(Operator):
         """The closed-form SVD for inputs of per-sample ``input_shape``; None when none is known."""
         return None
 
+    def has_decomposition(self, input_shape: tuple[int, ...]) -> bool:
+        """Whether ``decomposition`` can give one: a closed form, or inputs small enough for a dense SVD."""
+        return dense_svd_fits(tuple(input_shape)) or self.svd(tuple(input_shape)) is not None
+
     def decomposition(self, input_shape: tuple[int, ...]) -> SingularValueDecomposition:
         """The closed-form SVD, else a dense one from ``matrix`` for inputs of at most
         ``svd.DENSE_SVD_LIMIT`` entries; ``ValueError`` when neither is available."""
@@ -109,9 +113,13 @@ class LinearOperator(Operator):
             return svd
         if dense_svd_fits(tuple(input_shape)):
             return dense_svd(self, tuple(input_shape))
-        raise ValueError(f"no singular value decomposition is known for {self.description()} on inputs of "
-                         f"shape {tuple(input_shape)} (too large for a dense one); a closed form exists for "
-                         "Identity, Inpaint, Downsample, Matrix and Blur with circular padding")
+        raise self.no_decomposition(input_shape)
+
+    def no_decomposition(self, input_shape: tuple[int, ...]) -> ValueError:
+        """The error of an operator without an SVD on inputs of ``input_shape``."""
+        return ValueError(f"no singular value decomposition is known for {self.description()} on inputs of "
+                          f"shape {tuple(input_shape)} (too large for a dense one); a closed form exists for "
+                          "Identity, Inpaint, Downsample, Matrix and Blur with circular padding")
 
     def description(self) -> str:
         """The operator's name for messages (subclasses add what decides their linear algebra)."""

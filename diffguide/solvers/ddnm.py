@@ -103,10 +103,8 @@ class DDNM(Solver):
         require_linear_gaussian("DDNM", reward)
 
     def sample(self, run, reward, x):
-        try:
-            svd = reward.operator.decomposition(tuple(x.shape[1:]))
-        except ValueError:  # no SVD: A^+ by conjugate gradients, the scalar DDNM+ rule
-            svd = None
+        shape = tuple(x.shape[1:])  # without an SVD: A^+ by conjugate gradients, the scalar DDNM+ rule
+        svd = reward.operator.decomposition(shape) if reward.operator.has_decomposition(shape) else None
         y = reward.y.to(x.dtype)
         length, n = self.travel_length, len(run.sigmas) - 1
         for i, sigma, sigma_next in run.steps():

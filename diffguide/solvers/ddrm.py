@@ -40,7 +40,6 @@ import math
 
 import torch
 
-from ..operators.svd import dense_svd_fits
 from ..validation import fraction
 from .base import Solver
 from .likelihood_checks import require_linear_gaussian
@@ -67,9 +66,8 @@ class DDRM(Solver):
     def check(self, denoiser, reward, x, sigmas) -> None:
         super().check(denoiser, reward, x, sigmas)
         require_linear_gaussian("DDRM", reward)
-        shape = tuple(denoiser.shape)
-        if reward.operator.svd(shape) is None and not dense_svd_fits(shape):
-            reward.operator.decomposition(shape)  # raises its ValueError: no SVD is known
+        if not reward.operator.has_decomposition(tuple(denoiser.shape)):
+            raise reward.operator.no_decomposition(tuple(denoiser.shape))
 
     def sample(self, run, reward, x):
         svd = reward.operator.decomposition(tuple(x.shape[1:]))

@@ -45,7 +45,7 @@ import dataclasses
 import torch
 
 from ..operators.base import LinearOperator
-from ..operators.svd import SingularValueDecomposition, dense_svd_fits
+from ..operators.svd import SingularValueDecomposition
 from ..rewards.likelihood import GaussianLikelihood
 from ..validation import Number, integer, positive
 from .base import Solver
@@ -59,10 +59,9 @@ def exact_decomposition(likelihood: GaussianLikelihood, shape) -> SingularValueD
     """The operator's closed-form SVD, else a dense one for small inputs; None for a nonlinear operator
     or one too large for a dense SVD."""
     operator, shape = likelihood.operator, tuple(shape)
-    if not isinstance(operator, LinearOperator):
+    if not isinstance(operator, LinearOperator) or not operator.has_decomposition(shape):
         return None
-    svd = operator.svd(shape)
-    return svd if svd is not None or not dense_svd_fits(shape) else operator.decomposition(shape)
+    return operator.decomposition(shape)
 
 
 def gaussian_likelihood_step(run, likelihood: GaussianLikelihood, svd: SingularValueDecomposition,
