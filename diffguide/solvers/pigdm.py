@@ -53,24 +53,17 @@ from typing import Literal
 import torch
 
 from ..operators.base import LinearOperator
-from ..operators.normal_equations import conjugate_gradient_normal
-from ..operators.svd import SingularValueDecomposition
 from ..validation import fraction, non_negative, one_of
 from .base import Solver
 from .likelihood_checks import require_linear_gaussian
 from .steps import ddim_step
 
 
-def weighted_residual(operator: LinearOperator, svd: SingularValueDecomposition | None, y: torch.Tensor,
-                      x0: torch.Tensor, r2, variance_y: float) -> torch.Tensor:
-    """``A^T (r2 A A^T + variance_y I)^{-1} (y - A x0)``: in the SVD basis when ``svd`` is given,
-    else by conjugate gradients on ``(A^T A + variance_y / r2) w = A^T (y - A x0) / r2``."""
+def weighted_residual(operator: LinearOperator, y: torch.Tensor, x0: torch.Tensor, r2, variance_y: float) -> torch.Tensor:
+    """``A^T (r2 A A^T + variance_y I)^{-1} (y - A x0) = (A^T A + variance_y / r2)^{-1} A^T (y - A x0) / r2``,
+    the operator's regularised solve from zero (in the SVD basis, or by conjugate gradients)."""
     residual = y - operator(x0)
-    if svd is not None:
-        z = svd.u_transpose(residual)
-        s = svd.s_like(z)
-        return svd.v(s * z / (r2 * s**2 + variance_y))
-    return conjugate_gradient_normal(operator, operator.adjoint(residual), variance_y / r2) / r2
+    return operator.regularised_solve(residual, torch.zeros_like(x0), variance_y / r2) / r2
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -99,12 +92,11 @@ class PiGDM(Solver):
     def sample(self, run, reward, x):
         operator, variance_y = reward.operator, reward.sigma_y**2
         y = reward.y.to(x.dtype)
-        svd = operator.svd(tuple(x.shape[1:]))
         for i, sigma, sigma_next in run.steps():
             r2 = sigma**2 / (1 + sigma**2)
 
             def objective(x0):
-                w = weighted_residual(operator, svd, y, x0.detach(), r2, variance_y)
+                w = weighted_residual(operator, y, x0.detach(), r2, variance_y)
                 return (w * x0).flatten(1).sum(1)
 
             x0, _, grad = run.denoise_with_grad(x, sigma, objective)
