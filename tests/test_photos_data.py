@@ -9,7 +9,7 @@ from diffguide.data import photos
 from diffguide.data.photos import (EVAL_CORNERS, EVAL_IMAGES, TRAIN_IMAGES, halve, load_photo, photos_eval,
                                    photos_train, random_crops)
 from diffguide.priors.diffusers_unet import DiffusersDenoiser
-from diffguide.training import NULL_LABEL, make_unet, train
+from diffguide.training import NULL_LABEL, export, make_unet, train
 from diffguide.training.unet import photos_unet_config
 
 
@@ -66,7 +66,7 @@ def test_training_bank_is_deterministic_unconditional_rgb_crops(monkeypatch):
 def test_photos_network_is_small_and_fully_convolutional():
     config = photos_unet_config()
     unet = make_unet(config)
-    assert sum(p.numel() for p in unet.parameters()) * 4 <= 8e6
+    assert sum(p.numel() for p in unet.parameters()) * 2 <= export.WEIGHTS_LIMIT_BYTES  # stored as float16
     assert not config.get("num_class_embeds") and not any("Attn" in b for b in config["down_block_types"])
     x = torch.zeros(1, 3, 128, 96)
     with torch.no_grad():
@@ -86,3 +86,28 @@ def test_unconditional_training_exports_a_denoiser_for_larger_images(tmp_path):
     x = torch.zeros(2, 3, 64, 64)
     with torch.no_grad():
         assert denoiser(x, 0.1).shape == x.shape
+
+
+def test_export_stores_float16_above_the_size_limit_and_loads_float32(tmp_path, monkeypatch):
+    tiny = photos_unet_config(block_out_channels=(8, 16, 16), layers_per_block=1, norm_num_groups=4)
+
+    def eight_crops():
+        """Eight ramp crops."""
+        return random_crops([_ramp()], 8, 32, torch.Generator().manual_seed(0)), torch.full((8,), NULL_LABEL)
+
+    full = train(eight_crops, 2, tmp_path / "full", batch_size=4, unet=tiny, progress=False)
+    monkeypatch.setattr(export, "WEIGHTS_LIMIT_BYTES", 1000)
+    half = train(eight_crops, 2, tmp_path / "half", batch_size=4, unet=tiny, progress=False)
+    cards = [json.loads((final / "card.json").read_text()) for final in (full, half)]
+    assert [card["weights_dtype"] for card in cards] == ["float32", "float16"]
+    sizes = [(final / "unet" / export.WEIGHTS).stat().st_size for final in (full, half)]
+    assert sizes[1] < 0.6 * sizes[0]
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    outputs = []
+    for final in (full, half):
+        denoiser = DiffusersDenoiser.from_pretrained(final)
+        assert next(denoiser.unet.parameters()).dtype == torch.float32
+        with torch.no_grad():
+            outputs.append(denoiser(x, 0.5))
+    assert not torch.equal(*outputs)
+    torch.testing.assert_close(outputs[1], outputs[0], atol=5e-3, rtol=0)
