@@ -7,6 +7,9 @@ each backward pass through it, a vector-Jacobian product ``v^T dD/dx``, counts o
 counted as the method takes them (one per step for DPS, ``n`` for the ``n`` calls of a
 multi-step estimate, ``d`` for a ``d``-row Jacobian) without the solver saying so.
 
+A denoiser that makes several network passes per call and counts each itself (a guided denoiser:
+``counts_network_passes = True``) is called through unchanged, so no pass is counted twice.
+
 The counters are those open when the forward pass ran (captured then), so the count holds when
 the autograd engine runs the backward on another thread, as it does on CUDA.
 """
@@ -34,6 +37,8 @@ class _CountBackward(torch.autograd.Function):
 
 def denoise_counted(denoiser, x: torch.Tensor, sigma, *args, **cond) -> torch.Tensor:
     """``D(x, sigma, *args, **cond)``, one forward pass counted, its backward passes counted when taken."""
+    if getattr(denoiser, "counts_network_passes", False):
+        return denoiser(x, sigma, *args, **cond)
     count("nfe")
     return backward_counted(denoiser(x, sigma, *args, **cond))
 

@@ -23,3 +23,8 @@ def randn(shape, generator: torch.Generator | None, *, dtype: torch.dtype, devic
 def rand(shape, generator: torch.Generator | None, *, dtype: torch.dtype, device) -> torch.Tensor:
     """Uniform [0, 1) draws of ``shape``, drawn on ``generator``'s device, returned on ``device``."""
     return torch.rand(shape, generator=generator, dtype=dtype, device=_draw_device(generator, device)).to(device)
+
+
+def randint(high: int, shape, generator: torch.Generator | None, *, device) -> torch.Tensor:
+    """Uniform integers in ``[0, high)`` of ``shape``, drawn on ``generator``'s device, returned on ``device``."""
+    return torch.randint(high, shape, generator=generator, device=_draw_device(generator, device)).to(device)

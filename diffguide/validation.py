@@ -12,14 +12,15 @@ and returns the value when it passes. A rule is a callable ``rule(name, value)``
 
 ``rule.about(text)`` gives the same rule with a few words on what the parameter means, which the
 message quotes. ``ordered`` checks two parameters against each other; ``finite_tensor`` checks an
-array argument.
+array argument. ``CheckedFields`` checks every field of a hyper-parameter dataclass (solvers,
+guidance rules) at construction.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import numbers
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, Mapping
 
 if TYPE_CHECKING:
     import torch
@@ -162,3 +163,37 @@ def finite_tensor(name: str, value, dtype: torch.dtype | None = None) -> torch.T
     if tensor.dtype == torch.bool or tensor.is_complex() or not bool(torch.isfinite(tensor).all()):
         raise ValueError(f"{name} must hold finite real numbers (no NaN or Inf)")
     return tensor
+
+
+class CheckedFields:
+    """Mixin of a frozen hyper-parameter dataclass: each field is checked at construction by its rule in
+    ``limits`` (merged along the class hierarchy) or, without one, against the type of its default
+    (a finite number, an integer, a bool)."""
+
+    #: a rule per hyper-parameter, checked at construction; merged with the base classes'.
+    limits: ClassVar[Mapping[str, Rule]] = {}
+
+    @classmethod
+    def parameter_rules(cls) -> dict[str, Rule]:
+        """The rule of each field: its ``limits`` entry here or in a base class, else by its default's type."""
+        declared = {}
+        for klass in reversed(cls.__mro__):
+            declared.update(vars(klass).get("limits", {}))
+        rules = {field.name: declared.get(field.name) or _rule_of_default(field.default)
+                 for field in dataclasses.fields(cls)}
+        return {name: rule for name, rule in rules.items() if rule is not None}
+
+    def __post_init__(self):
+        for name, rule in self.parameter_rules().items():
+            rule(f"{type(self).__name__} {name}", getattr(self, name))
+
+
+def _rule_of_default(default) -> Rule | None:
+    """The check of a field without a rule in ``limits``: by the type of its default."""
+    if isinstance(default, bool):
+        return flag
+    if isinstance(default, int):
+        return Number(integer=True)
+    if isinstance(default, float):
+        return finite
+    return None

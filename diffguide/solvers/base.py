@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
-from typing import Callable, ClassVar, Mapping
+from typing import Callable, ClassVar
 
 import torch
 
@@ -35,11 +35,12 @@ SIGMA_MAX_TOLERANCE = 1e-3
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Solver(abc.ABC):
+class Solver(validation.CheckedFields, abc.ABC):
     """Base of every sampler: a frozen dataclass of hyper-parameters; ``solver(denoiser, reward, x,
     sigmas, *, generator, callback, **cond)`` checks the inputs, runs ``sample`` under no_grad with
     counting and the divergence checks, and returns the final samples. Subclasses set ``needs``,
-    ``reward_input`` and ``batch_is_ensemble`` and implement ``sample``."""
+    ``reward_input``, ``batch_is_ensemble`` and ``limits`` (``validation.CheckedFields``) and implement
+    ``sample``."""
 
     #: what the solver needs from the reward: "none" (unguided), "any", or "gradient".
     needs: ClassVar[str] = "none"
@@ -49,26 +50,16 @@ class Solver(abc.ABC):
     #: True when the batch is one interacting ensemble for one measurement (EnKG, TDS), so its size is a
     #: parameter of the method; False when the samples are drawn independently.
     batch_is_ensemble: ClassVar[bool] = False
-    #: a rule (``diffguide.validation``) per hyper-parameter, checked at construction; merged with the base classes'.
-    limits: ClassVar[Mapping[str, validation.Rule]] = {}
-
-    @classmethod
-    def parameter_rules(cls) -> dict[str, validation.Rule]:
-        """The rule of each field: its ``limits`` entry here or in a base class, else by its default's type."""
-        declared = {}
-        for klass in reversed(cls.__mro__):
-            declared.update(vars(klass).get("limits", {}))
-        rules = {field.name: declared.get(field.name) or _rule_of_default(field.default)
-                 for field in dataclasses.fields(cls)}
-        return {name: rule for name, rule in rules.items() if rule is not None}
-
-    def __post_init__(self):
-        for name, rule in self.parameter_rules().items():
-            rule(f"{type(self).__name__} {name}", getattr(self, name))
+    #: True when each step takes its noise direction from ``run.denoise_with_direction`` (DDIM), so a
+    #: guidance rule that re-noises with another prediction (CFG++) can run under it.
+    follows_noise_direction: ClassVar[bool] = False
 
     def __call__(self, denoiser, reward: Reward | None, x: torch.Tensor, sigmas: torch.Tensor, /, *,
                  generator: torch.Generator | None = None, callback: Callable[[StepRecord], None] | None = None,
                  **cond) -> torch.Tensor:
+        if hasattr(denoiser, "for_run"):  # a guided denoiser: its per-run state is this run's
+            self.check_guidance(denoiser, cond)
+            denoiser = denoiser.for_run(generator)
         self.check(denoiser, reward, x, sigmas)
         name = type(self).__name__
         with torch.no_grad(), counting() as counts:
@@ -82,6 +73,13 @@ class Solver(abc.ABC):
     @abc.abstractmethod
     def sample(self, run: Run, reward: Reward | None, x: torch.Tensor) -> torch.Tensor:
         """The update rule: runs the loop over ``run.steps()`` and returns the final sample."""
+
+    def check_guidance(self, denoiser, cond: dict) -> None:
+        """``ValueError`` when a guided denoiser cannot run under this solver or with this condition."""
+        if denoiser.renoises_with_negative and not self.follows_noise_direction:
+            raise ValueError(f"{type(denoiser.rule).__name__} re-noises each step with the unconditional prediction, "
+                             f"which {type(self).__name__} does not do; sample it with DDIM or DDPM, or use CFG")
+        denoiser.check(cond)
 
     def check(self, denoiser, reward, x, sigmas) -> None:
         """Device, dtype, shape, schedule and reward checks, raised as ``ValueError`` before sampling starts."""
@@ -109,13 +107,3 @@ class Solver(abc.ABC):
         reward.check(shape, x.dtype)
         check_placement(denoiser, reward, x)
 
-
-def _rule_of_default(default) -> validation.Rule | None:
-    """The check of a field without a rule in ``limits``: by the type of its default."""
-    if isinstance(default, bool):
-        return validation.flag
-    if isinstance(default, int):
-        return validation.Number(integer=True)
-    if isinstance(default, float):
-        return validation.finite
-    return None

@@ -21,13 +21,14 @@ class DDIM(Solver):
     """
 
     limits = {"eta": fraction}
+    follows_noise_direction = True
 
     eta: float = 0.0
 
     def sample(self, run, reward, x):
         for i, sigma, sigma_next in run.steps():
-            x0 = run.denoise(x, sigma)
-            x = ddim_step(x, x0, sigma, sigma_next, self.eta, run.noise_like(x) if self.eta > 0 else None)
+            x0, direction = run.denoise_with_direction(x, sigma)
+            x = ddim_step(x, x0, sigma, sigma_next, self.eta, run.noise_like(x) if self.eta > 0 else None, direction)
             run.record(i, sigma_next, x, x0)
         return x
 

@@ -51,6 +51,15 @@ class Run:
         """One counted denoiser call ``x0 = D(x, sigma, **cond)`` (its backward passes are counted too)."""
         return denoise_counted(self.denoiser, x, sigma_batch(sigma, x), **self.cond)
 
+    def denoise_with_direction(self, x: torch.Tensor, sigma) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x0 = D(x, sigma, **cond)`` and the clean estimate whose noise ``(x - .) / sigma`` the step re-uses:
+        ``x0`` itself, unless the denoiser is guided by a rule that re-noises with another (CFG++)."""
+        paired = getattr(self.denoiser, "denoise_with_direction", None)
+        if paired is None:
+            x0 = self.denoise(x, sigma)
+            return x0, x0
+        return paired(x, sigma_batch(sigma, x), **self.cond)
+
     def denoise_with_grad(self, x: torch.Tensor, sigma, objective: Callable[[torch.Tensor], torch.Tensor]):
         """``x0 = D(x, sigma)`` and ``grad_x sum(objective(x0))`` with one forward and one backward.
 

@@ -25,11 +25,13 @@ def ancestral_sigmas(sigma, sigma_next, eta: float):
     return sigma_down, sigma_up
 
 
-def ddim_step(x: torch.Tensor, x0: torch.Tensor, sigma, sigma_next, eta: float, noise: torch.Tensor | None) -> torch.Tensor:
+def ddim_step(x: torch.Tensor, x0: torch.Tensor, sigma, sigma_next, eta: float, noise: torch.Tensor | None,
+              direction: torch.Tensor | None = None) -> torch.Tensor:
     """DDIM (eta = 0: deterministic; eta = 1: DDPM ancestral):
-    ``x_next = x0 + sigma_down * eps_hat + sigma_up * z`` with ``eps_hat = (x - x0) / sigma``."""
+    ``x_next = x0 + sigma_down * eps_hat + sigma_up * z`` with ``eps_hat = (x - direction) / sigma``,
+    where ``direction`` is ``x0`` unless a guidance rule re-noises with another estimate (CFG++)."""
     sigma_down, sigma_up = ancestral_sigmas(sigma, sigma_next, eta)
-    x_next = x0 + sigma_down * (x - x0) / sigma
+    x_next = x0 + sigma_down * (x - (x0 if direction is None else direction)) / sigma
     if eta > 0:
         x_next = x_next + sigma_up * noise
     return x_next

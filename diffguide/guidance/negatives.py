@@ -1,0 +1,125 @@
+"""Where the prediction that guidance pushes away from comes from.
+
+Every rule in this package combines the conditional prediction ``p = D(x, sigma, c)`` with a
+*negative* prediction ``n`` of the same state. Classifier-free guidance takes the unconditional
+one; its refinements change only this branch:
+
+- ``NullCondition``: ``D(x, sigma, null)``, the model with its "no condition" input (the null class
+  label of a class-conditional UNet; a null text embedding given as a tensor). CFG and its variants.
+- ``IndependentCondition``: ``D(x, sigma, c~)`` with a class ``c~`` drawn uniformly and independently
+  of ``c`` for each sample of the run (ICG: Sadat, Kansy, Hilliges & Weber, ICLR 2025, "No training,
+  no problem: rethinking classifier-free guidance for diffusion models"), so a model trained without
+  label dropout can be guided.
+- ``WeakerModel``: ``D_weak(x, sigma, c)``, a smaller or less trained version of the same model
+  (autoguidance: Karras, Aittala, Kynkaanniemi, Lehtinen, Aila & Laine, NeurIPS 2024).
+
+A branch's ``predict`` makes its network passes through ``denoise_counted``, so each counts once.
+"""
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import torch
+
+from ..network_passes import denoise_counted
+from ..noise import randint
+
+
+class NegativeBranch(abc.ABC):
+    """How the negative prediction is made: ``check(prior, cond)`` refuses what cannot work before any
+    pass, ``predict(prior, x, sigma, cond, memory)`` returns it (one counted pass)."""
+
+    #: True when ``predict`` keeps draws in the run's ``memory`` (it then needs the run's generator)
+    stateful: ClassVar[bool] = False
+
+    def check(self, prior, cond: dict) -> None:
+        """``ValueError`` when this branch cannot make a negative prediction for ``prior`` and ``cond``."""
+
+    @abc.abstractmethod
+    def predict(self, prior, x: torch.Tensor, sigma: torch.Tensor, cond: dict, memory: dict) -> torch.Tensor:
+        """The negative clean estimate at ``(x, sigma)``."""
+
+    @property
+    def config(self) -> dict:
+        """What this branch is, JSON-able, for a run's record."""
+        return {"negative": type(self).__name__}
+
+
+class NullCondition(NegativeBranch):
+    """The unconditional prediction: ``cond`` with each entry replaced by its entry in ``null`` (default
+    ``None`` for every entry, which a class-conditional ``DiffusersDenoiser`` reads as its null label).
+    For a text-conditioned UNet give the null embedding: ``NullCondition({"encoder_hidden_states": e0})``;
+    a batch-1 tensor is expanded to the batch."""
+
+    def __init__(self, null: dict | None = None):
+        self.null = dict(null or {})
+
+    def check(self, prior, cond: dict) -> None:
+        if not cond:
+            raise ValueError("classifier-free guidance needs a condition to guide towards, and none was given: "
+                             "pass class_labels=... (on the command line: --class-label N)")
+        missing = [key for key in self.null if key not in cond]
+        if missing:
+            raise ValueError(f"the null condition sets {', '.join(missing)}, which the conditional call does not "
+                             f"pass (it passes {', '.join(cond)})")
+
+    def predict(self, prior, x, sigma, cond, memory):
+        null = {key: self._batched(self.null.get(key), x) for key in cond}
+        return denoise_counted(prior, x, sigma, **null)
+
+    @staticmethod
+    def _batched(value, x: torch.Tensor):
+        if isinstance(value, torch.Tensor) and value.shape[:1] == (1,) and x.shape[0] > 1:
+            return value.expand(x.shape[0], *value.shape[1:])
+        return value
+
+
+class IndependentCondition(NegativeBranch):
+    """ICG's negative branch: class labels drawn uniformly from the prior's classes (its null label left out),
+    independently of the condition, once per sample and run."""
+
+    stateful: ClassVar[bool] = True
+
+    def check(self, prior, cond: dict) -> None:
+        if "class_labels" not in cond or cond["class_labels"] is None:
+            raise ValueError("independent-condition guidance (ICG) draws random class labels and needs a "
+                             "class-conditional prior called with class_labels (--class-label N)")
+        self._classes(prior)
+
+    @staticmethod
+    def _classes(prior) -> torch.Tensor:
+        count = getattr(getattr(prior, "unet", None), "config", {}).get("num_class_embeds")
+        if not count:
+            raise ValueError(f"independent-condition guidance needs a class-conditional UNet; "
+                             f"{type(prior).__name__} has no class embedding")
+        classes = torch.arange(count)
+        null_label = getattr(prior, "null_label", None)
+        return classes if null_label is None else classes[classes != null_label]
+
+    def predict(self, prior, x, sigma, cond, memory):
+        if "icg_labels" not in memory:
+            classes = self._classes(prior)
+            pick = randint(len(classes), (x.shape[0],), memory.get("generator"), device=x.device)
+            memory["icg_labels"] = classes.to(x.device)[pick]
+        return denoise_counted(prior, x, sigma, **dict(cond, class_labels=memory["icg_labels"]))
+
+
+class WeakerModel(NegativeBranch):
+    """Autoguidance's negative branch: another denoiser of the same data, weaker than the guided one,
+    called with the same condition."""
+
+    def __init__(self, weak_prior):
+        self.weak_prior = weak_prior
+
+    def check(self, prior, cond: dict) -> None:
+        if tuple(self.weak_prior.shape) != tuple(prior.shape):
+            raise ValueError(f"the weaker model's images have shape {tuple(self.weak_prior.shape)}, the guided "
+                             f"model's {tuple(prior.shape)}; autoguidance needs two models of the same data")
+
+    def predict(self, prior, x, sigma, cond, memory):
+        return denoise_counted(self.weak_prior, x, sigma, **cond)
+
+    @property
+    def config(self) -> dict:
+        return dict(super().config, weak_prior=getattr(self.weak_prior, "model_config", type(self.weak_prior).__name__))
