@@ -138,3 +138,17 @@ def test_divergence_during_guidance_stops_with_the_step(prior_dir, tmp_path, cap
     code = main(solve_args(prior_dir, tmp_path, **{"--solver": "dps:step_size=constant,zeta=1e30", "--steps": 10}))
     err = capsys.readouterr().err
     assert code == 1 and "at step" in err and not (tmp_path / "out").exists()
+
+
+def test_sample_with_guidance_counts_both_passes_and_an_interval_outside_the_schedule_is_plain(tmp_path):
+    common = ["sample", "--prior", "digits", "--n", "2", "--steps", "3", "--class-label", "7"]
+    assert main([*common, "--out", str(tmp_path / "cfg"), "--guidance", "cfg:scale=3"]) == 0
+    record = json.loads((tmp_path / "cfg" / "samples.json").read_text())
+    assert record["nfe"] == 6 and record["guidance"] == "cfg:scale=3"
+    assert record["model"]["guidance"]["rule"] == "CFG" and record["model"]["guidance"]["scale"] == 3.0
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--out", str(tmp_path / "outside"), "--guidance", "cfg:scale=3",
+                 "--guidance-interval", "0,0.001"]) == 0
+    assert json.loads((tmp_path / "outside" / "samples.json").read_text())["nfe"] == 3
+    grids = [(tmp_path / name / "grid.png").read_bytes() for name in ("plain", "outside", "cfg")]
+    assert grids[0] == grids[1] != grids[2]

@@ -135,6 +135,18 @@ def test_bad_sample_counts_are_refused(tmp_path, capsys, extra):
     refused(tmp_path, capsys, ["sample", "--prior", "digits", "--steps", "2", "--out", str(tmp_path / "out"), *extra])
 
 
+@pytest.mark.parametrize("extra", [["--guidance", "cfg:scale=3"], ["--guidance", "nope", "--class-label", "1"],
+                                   ["--guidance", "cfg:scale=x", "--class-label", "1"],
+                                   ["--guidance", "cfg:tau=1", "--class-label", "1"],
+                                   ["--guidance", "cfg++:scale=2", "--class-label", "1"],
+                                   ["--guidance", "cfg++", "--class-label", "1", "--solver", "heun"],
+                                   ["--guidance", "cfg", "--class-label", "1", "--guidance-interval", "3"],
+                                   ["--guidance", "cfg", "--class-label", "1", "--guidance-interval", "2,1"],
+                                   ["--guidance-interval", "0.1,2"]])
+def test_bad_guidance_is_refused(tmp_path, capsys, extra):
+    refused(tmp_path, capsys, ["sample", "--prior", "digits", "--steps", "2", "--out", str(tmp_path / "out"), *extra])
+
+
 def test_a_huge_image_is_refused_by_its_memory_estimate(tmp_path, capsys):
     path = tmp_path / "big.png"
     Image.new("L", (4000, 4000), 128).save(path)

@@ -1,4 +1,5 @@
-"""``diffguide sample``: unguided samples from a prior, as PNGs and a grid."""
+"""``diffguide sample``: samples from a prior, unguided or with guidance on its prediction
+(classifier-free guidance and its refinements, ``--guidance``), as PNGs and a grid."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +7,7 @@ import time
 
 from .device_options import add_device_options
 from .errors import UsageError
-from .specs import UNGUIDED, parse_solver
+from .specs import GUIDANCE, UNGUIDED, parse_guidance, parse_solver
 
 #: samples drawn together by default
 BATCH_SIZE = 64
@@ -25,6 +26,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--solver", default="ddim", help=f"unguided sampler spec: one of {', '.join(UNGUIDED)} (default ddim)")
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
     p.add_argument("--class-label", type=int, default=None, help="class label for a class-conditional prior")
+    p.add_argument("--guidance", default=None,
+                   help=f"guidance on the prior's prediction, NAME[:key=value,...] with NAME one of "
+                        f"{', '.join(GUIDANCE)} (e.g. cfg:scale=3; needs --class-label)")
+    p.add_argument("--guidance-interval", default=None, metavar="LO,HI",
+                   help="guide only at noise levels sigma in (LO, HI] (default: every level)")
     p.add_argument("--seed", type=int, default=0)
     add_device_options(p)
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
@@ -63,6 +69,10 @@ def run(args) -> None:
             raise UsageError(f"--class-label {args.class_label} does not fit the prior "
                              f"({'labels 0..' + str(classes - 1) if classes else 'not class-conditional'})")
     prior = place_prior(prior, device, args.precision)
+    if args.guidance is not None:
+        prior = guided(prior, solver, args, device)
+    elif args.guidance_interval is not None:
+        raise UsageError("--guidance-interval needs --guidance (e.g. --guidance cfg:scale=3)")
     batch = min(args.n, args.batch_size)
     pixels = math.prod(prior.shape)
     # one batch through the network, every sample kept as 8-bit pixels, the grid's samples as floats
@@ -91,6 +101,25 @@ def run(args) -> None:
                              "device": str(device), "precision": args.precision,
                              "seed": args.seed, "steps": args.steps, "solver": type(solver).__name__,
                              "config": dataclasses.asdict(solver), "class_label": args.class_label,
+                             "guidance": args.guidance, "guidance_interval": args.guidance_interval,
                              "prior": str(args.prior), "model": getattr(prior, "model_config", None)}
     write_outputs(out, files)
     print(f"{args.n} samples, {counts.nfe} NFE, {wall:.1f} s -> {out}")
+
+
+def guided(prior, solver, args, device):
+    """``prior`` under ``--guidance`` and ``--guidance-interval``, checked against the solver and the
+    condition before any sampling (``UsageError``)."""
+    import torch
+
+    from ..guidance import GuidedDenoiser, NoiseInterval
+
+    rule, negative = parse_guidance(args.guidance)
+    try:
+        interval = None if args.guidance_interval is None else NoiseInterval.parse(args.guidance_interval)
+        guided_prior = GuidedDenoiser(prior, rule, negative, interval)
+        cond = {} if args.class_label is None else {"class_labels": torch.full((1,), args.class_label, device=device)}
+        solver.check_guidance(guided_prior, cond)
+    except ValueError as error:
+        raise UsageError(f"--guidance {args.guidance}: {error}") from None
+    return guided_prior

@@ -1,7 +1,8 @@
 """The CLI's name -> class tables and the ``NAME[:key=value,...]`` spec grammar.
 
 Operators compose with ``@`` as in Python: ``"downsample:factor=2 @ blur:sigma=1"``.
-Solvers take their dataclass fields: ``"dps:zeta=0.5,eta=1"``.
+Solvers take their dataclass fields: ``"dps:zeta=0.5,eta=1"``; so do guidance methods
+(``"cfg:scale=3,rescale=0.7"``), each a rule and the branch it guides away from.
 """
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ SOLVERS = {name: f"diffguide.solvers.{target}" for name, target in {
     "dps-gsg": "dps_gsg:DPSGSG", "best-of-n": "best_of_n:BestOfN", "tds": "tds:TDS",
     "ddrm": "ddrm:DDRM", "ddnm": "ddnm:DDNM", "pigdm": "pigdm:PiGDM", "diffpir": "diffpir:DiffPIR", "daps": "daps:DAPS",
     "red-diff": "red_diff:REDDiff", "pnp-dm": "pnp_dm:PnPDM"}.items()}
+#: guidance methods: the rule (``"module:Class"`` in diffguide.guidance) and the negative branch it guides away from
+GUIDANCE = {name: (f"diffguide.guidance.{rule}", f"diffguide.guidance.negatives:{negative}")
+            for name, (rule, negative) in {
+    "cfg": ("cfg:CFG", "NullCondition"), "cfg++": ("cfg_plus_plus:CFGPlusPlus", "NullCondition"),
+    "apg": ("apg:APG", "NullCondition"), "cfg-zero-star": ("cfg_variants:CFGZeroStar", "NullCondition"),
+    "tangential-cfg": ("cfg_variants:TangentialCFG", "NullCondition"),
+    "magnitude-cfg": ("cfg_variants:MagnitudeAwareCFG", "NullCondition"),
+    "icg": ("cfg:CFG", "IndependentCondition")}.items()}
 #: ``inpaint:mask=box,size=S``: the missing box's side as a fraction of the image's
 BOX_SIZE = Number(0.0, 1.0, low_open=True).about("the box's side as a fraction of the image's")
 #: the solvers whose ``needs`` is ``"none"`` (checked against the classes by tests/test_cli_startup.py)
@@ -218,18 +227,31 @@ def parse_solver(spec: str):
     name, params = parse_spec(spec)
     if name not in SOLVERS:
         raise UsageError(f"unknown solver {name!r}; expected one of {', '.join(SOLVERS)}")
-    cls = resolve(SOLVERS[name])
+    return _dataclass_from_spec(resolve(SOLVERS[name]), params, f"solver {name!r}", spec)
+
+
+def parse_guidance(spec: str):
+    """``(rule, negative branch)`` of a guidance method ``name[:field=value,...]`` (``GUIDANCE``)."""
+    name, params = parse_spec(spec)
+    if name not in GUIDANCE:
+        raise UsageError(f"unknown guidance {name!r}; expected one of {', '.join(GUIDANCE)}")
+    rule, negative = GUIDANCE[name]
+    return _dataclass_from_spec(resolve(rule), params, f"guidance {name!r}", spec), resolve(negative)()
+
+
+def _dataclass_from_spec(cls, params: dict[str, str], what: str, spec: str):
+    """``cls(**params)`` with each value converted to its field's type; ``UsageError`` naming what is wrong."""
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
     for key, value in params.items():
         if key not in fields:
-            raise UsageError(f"solver {name!r} has no parameter {key!r}; it has {', '.join(fields) or 'none'}")
+            raise UsageError(f"{what} has no parameter {key!r}; it has {', '.join(fields) or 'none'}")
         kind = _field_kind(fields[key])
         try:
             kwargs[key] = kind(value)
         except ValueError:
-            raise UsageError(f"{key}={value!r} for solver {name!r}: expected {_kind_name(kind)}") from None
+            raise UsageError(f"{key}={value!r} for {what}: expected {_kind_name(kind)}") from None
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
-        raise UsageError(f"solver {spec!r}: {err}") from None
+        raise UsageError(f"{what.split()[0]} {spec!r}: {err}") from None
