@@ -1,4 +1,5 @@
-"""Small exact problems shared by the tests: mixture priors whose posteriors are known."""
+"""Small exact problems shared by the tests: mixture priors whose posteriors are known, and a
+class-conditional pair of Gaussians for guidance."""
 from __future__ import annotations
 
 import torch
@@ -22,3 +23,17 @@ class ZeroReward(Reward):
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         return 0.0 * x0.flatten(1).sum(1)
+
+
+class ConditionalGaussians(torch.nn.Module):
+    """A class-conditional prior with closed forms: ``conditional`` given any label, ``unconditional``
+    without (``class_labels=None``)."""
+
+    def __init__(self, conditional: GaussianMixturePrior, unconditional: GaussianMixturePrior):
+        super().__init__()
+        self.conditional, self.unconditional = conditional, unconditional
+        self.shape, self.data_range = conditional.shape, conditional.data_range
+        self.sigma_min, self.sigma_max = conditional.sigma_min, conditional.sigma_max
+
+    def forward(self, x, sigma, class_labels=None):
+        return (self.unconditional if class_labels is None else self.conditional)(x, sigma)

@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from diffguide.counting import counting
-from diffguide.guidance import (APG, CFG, CFGPlusPlus, CFGZeroStar, GuidedDenoiser, IndependentCondition,
+from diffguide.guidance import (APG, CFG, AdaptiveCFG, CFGPlusPlus, CFGZeroStar, GuidedDenoiser, IndependentCondition,
                                 MagnitudeAwareCFG, NoiseInterval, NullCondition, TangentialCFG, WeakerModel)
 from diffguide.priors import GaussianPrior
 from diffguide.solvers import DDIM, DPS
+
+from problems import ConditionalGaussians
 
 SHAPE = (2, 3, 3)
 
@@ -24,19 +26,6 @@ def _predictions(seed=0, batch=4):
 
 def _dot(a, b):
     return (a * b).flatten(1).sum(1).reshape(-1, 1, 1, 1)
-
-
-class ConditionalGaussians(torch.nn.Module):
-    """A class-conditional prior with closed forms: ``N(m_c, S_c)`` given a label, ``N(m_u, S_u)`` without."""
-
-    def __init__(self, conditional: GaussianPrior, unconditional: GaussianPrior):
-        super().__init__()
-        self.conditional, self.unconditional = conditional, unconditional
-        self.shape, self.data_range = conditional.shape, conditional.data_range
-        self.sigma_min, self.sigma_max = conditional.sigma_min, conditional.sigma_max
-
-    def forward(self, x, sigma, class_labels=None):
-        return (self.unconditional if class_labels is None else self.conditional)(x, sigma)
 
 
 def _gaussian(seed, d=4, scale=1.0):
@@ -285,3 +274,23 @@ def test_autoguidance_guides_away_from_the_weaker_model_with_the_same_condition(
     torch.testing.assert_close(guided(x, 0.7, **LABELS), n + 2.0 * (p - n))
     with pytest.raises(ValueError, match="same data"):
         WeakerModel(GaussianPrior(torch.zeros(5), torch.eye(5))).check(pair, LABELS)
+
+
+def test_adaptive_guidance_drops_the_unconditional_pass_for_the_rest_of_the_run_once_the_cosine_is_reached():
+    pair, steps = _pair(), 6
+    sigmas = torch.tensor([4.0, 2.0, 1.0, 0.5, 0.25, 0.1, 0.0], dtype=torch.float64)
+    x = 4 * torch.randn(3, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    runs = {}
+    for threshold in (-1.0, 1.0):
+        seen = []
+        runs[threshold] = DDIM()(GuidedDenoiser(pair, AdaptiveCFG(scale=3.0, threshold=threshold)), None, x, sigmas,
+                                 callback=seen.append, **LABELS)
+        runs[threshold, "nfe"] = seen[-1].nfe
+    assert runs[-1.0, "nfe"] == 2 + (steps - 1) and runs[1.0, "nfe"] == 2 * steps
+    torch.testing.assert_close(runs[1.0], DDIM()(GuidedDenoiser(pair, CFG(scale=3.0)), None, x, sigmas, **LABELS))
+    state = x  # written out: one CFG step, then the conditional model alone
+    for k, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+        p = pair(state, sigma, **LABELS)
+        x0 = pair(state, sigma) + 3.0 * (p - pair(state, sigma)) if k == 0 else p
+        state = x0 + sigma_next * (state - x0) / sigma
+    torch.testing.assert_close(runs[-1.0], state)

@@ -26,7 +26,8 @@ SOLVERS = {name: f"diffguide.solvers.{target}" for name, target in {
     "readout-guidance": "readout_guidance:ReadoutGuidance", "enkg": "enkg:EnKG", "scg": "scg:SCG",
     "dps-gsg": "dps_gsg:DPSGSG", "best-of-n": "best_of_n:BestOfN", "tds": "tds:TDS",
     "ddrm": "ddrm:DDRM", "ddnm": "ddnm:DDNM", "pigdm": "pigdm:PiGDM", "diffpir": "diffpir:DiffPIR", "daps": "daps:DAPS",
-    "red-diff": "red_diff:REDDiff", "pnp-dm": "pnp_dm:PnPDM"}.items()}
+    "red-diff": "red_diff:REDDiff", "pnp-dm": "pnp_dm:PnPDM",
+    "pc": "predictor_corrector:PredictorCorrector"}.items()}
 #: guidance methods: the rule (``"module:Class"`` in diffguide.guidance) and the negative branch it guides away from
 GUIDANCE = {name: (f"diffguide.guidance.{rule}", f"diffguide.guidance.negatives:{negative}")
             for name, (rule, negative) in {
@@ -34,11 +35,11 @@ GUIDANCE = {name: (f"diffguide.guidance.{rule}", f"diffguide.guidance.negatives:
     "apg": ("apg:APG", "NullCondition"), "cfg-zero-star": ("cfg_variants:CFGZeroStar", "NullCondition"),
     "tangential-cfg": ("cfg_variants:TangentialCFG", "NullCondition"),
     "magnitude-cfg": ("cfg_variants:MagnitudeAwareCFG", "NullCondition"),
-    "icg": ("cfg:CFG", "IndependentCondition")}.items()}
+    "adaptive-cfg": ("adaptive:AdaptiveCFG", "NullCondition"), "icg": ("cfg:CFG", "IndependentCondition")}.items()}
 #: ``inpaint:mask=box,size=S``: the missing box's side as a fraction of the image's
 BOX_SIZE = Number(0.0, 1.0, low_open=True).about("the box's side as a fraction of the image's")
 #: the solvers whose ``needs`` is ``"none"`` (checked against the classes by tests/test_cli_startup.py)
-UNGUIDED = ("ddim", "ddpm", "euler", "heun", "edict")
+UNGUIDED = ("ddim", "ddpm", "euler", "heun", "edict", "pc")
 
 OPERATOR_HELP = (
     "identity | blur:sigma=S[,size=K] | downsample:factor=F | "

@@ -2,10 +2,11 @@
 
 A guidance method combines several predictions of the same network into one clean estimate;
 ``GuidedDenoiser`` makes that a denoiser, so it composes with every solver. A method is a rule
-(``CFG``, ``CFGPlusPlus``, ``APG``, ``CFGZeroStar``, ``TangentialCFG``, ``MagnitudeAwareCFG``) and a
+(``CFG``, ``CFGPlusPlus``, ``APG``, ``AdaptiveCFG``, ``CFGZeroStar``, ``TangentialCFG``, ``MagnitudeAwareCFG``) and a
 negative branch (``NullCondition``, ``IndependentCondition``, ``WeakerModel``), over an optional
 ``NoiseInterval`` of noise levels.
 """
+from .adaptive import AdaptiveCFG
 from .apg import APG
 from .cfg import CFG
 from .cfg_plus_plus import CFGPlusPlus
@@ -15,5 +16,5 @@ from .interval import NoiseInterval
 from .negatives import IndependentCondition, NegativeBranch, NullCondition, WeakerModel
 from .rule import GuidanceRule
 
-__all__ = ["APG", "CFG", "CFGPlusPlus", "CFGZeroStar", "GuidanceRule", "GuidedDenoiser", "IndependentCondition",
+__all__ = ["APG", "AdaptiveCFG", "CFG", "CFGPlusPlus", "CFGZeroStar", "GuidanceRule", "GuidedDenoiser", "IndependentCondition",
            "MagnitudeAwareCFG", "NegativeBranch", "NoiseInterval", "NullCondition", "TangentialCFG", "WeakerModel"]

@@ -99,7 +99,7 @@ class GuidedDenoiser(torch.nn.Module):
         sigma = sigma_batch(sigma, x)
         positive = denoise_counted(self.prior, x, sigma, **cond)
         inside = self.interval.contains(sigma)
-        if self.rule.passes_through or not bool(inside.any()):
+        if not self.rule.needs_negative(memory) or not bool(inside.any()):
             return positive, positive
         negative = self.negative.predict(self.prior, x, sigma, cond, memory)
         guided = self.rule.guide(positive, negative, x, sigma, memory)

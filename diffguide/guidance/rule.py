@@ -48,6 +48,10 @@ class GuidanceRule(CheckedFields, abc.ABC):
         """True when the rule returns the conditional prediction unchanged (no negative pass needed)."""
         return self.scale == 1.0 and not self.renoises_with_negative
 
+    def needs_negative(self, memory: dict) -> bool:
+        """Whether this call needs the negative prediction (False lets the guided denoiser skip its pass)."""
+        return not self.passes_through
+
     def guide(self, positive: torch.Tensor, negative: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor,
               memory: dict) -> torch.Tensor:
         """The guided clean estimate from the conditional and negative ones at ``(x, sigma)`` (sigma (B,))."""

@@ -5,13 +5,14 @@ Gradient-based (``DPS``, ``UniversalGuidance``, ``TFG`` and its family ``FreeDoM
 ``ReadoutGuidance``, ``TDS``), restoration solvers that use a Gaussian likelihood's operator
 (``DDRM``, ``DDNM``, ``PiGDM``, ``DiffPIR`` for linear ones; ``DAPS``, ``REDDiff``, ``PnPDM`` for any
 differentiable one), derivative-free (``EnKG``, ``SCG``, ``DPSGSG``, ``BestOfN``) and
-unguided (``Euler``, ``Heun``, ``DDIM``, ``DDPM``, ``EDICT``). ``Solver`` is their base class.
+unguided (``Euler``, ``Heun``, ``DDIM``, ``DDPM``, ``EDICT``, ``PredictorCorrector``). ``Solver`` is their base class.
 """
 from .base import Solver
 from .best_of_n import BestOfN
 from .classifier_guidance import ClassifierGuidance
 from .daps import DAPS
 from .ddim import DDIM, DDPM
+from .predictor_corrector import PredictorCorrector
 from .ddnm import DDNM
 from .ddrm import DDRM
 from .diffpir import DiffPIR
@@ -40,4 +41,4 @@ __all__ = ["Solver", "Run", "StepRecord", "set_progress",
            "ClassifierGuidance", "ReadoutGuidance", "TDS",
            "DDRM", "DDNM", "PiGDM", "DiffPIR", "DAPS", "REDDiff", "PnPDM",
            "EnKG", "SCG", "DPSGSG", "BestOfN",
-           "Euler", "Heun", "DDIM", "DDPM", "EDICT"]
+           "Euler", "Heun", "DDIM", "DDPM", "EDICT", "PredictorCorrector"]
