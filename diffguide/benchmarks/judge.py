@@ -18,6 +18,12 @@ accuracy is about 99%.
   sets from the same distribution and may come out slightly negative.
 - ``kernel_distance_floor(reference)``: the same distance between two disjoint halves
   of a set of real images, the value a perfect sampler would get up to sample noise.
+- ``precision_recall(samples, real, k)``: improved precision and recall (Kynkaanniemi et al.,
+  NeurIPS 2019) in the judge's features: each set's manifold is the union of balls around its
+  points with radius the distance to their ``k``-th nearest neighbour; precision is the fraction
+  of samples inside the real manifold (fidelity), recall the fraction of real images inside the
+  samples' manifold (coverage).
+- ``diversity(images)``: the mean distance between two different images in the judge's features.
 """
 from __future__ import annotations
 
@@ -86,3 +92,25 @@ def kernel_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 def kernel_distance_floor(reference: torch.Tensor) -> float:
     """The kernel distance between the even- and odd-indexed halves of ``reference`` (real images)."""
     return kernel_distance(reference[0::2], reference[1::2])
+
+
+def precision_recall(samples: torch.Tensor, real: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall of ``samples`` against ``real`` in the judge's features (module docstring)."""
+    if len(samples) <= k or len(real) <= k:
+        raise ValueError(f"precision and recall with k = {k} need more than {k} images per set, "
+                         f"got {len(samples)} and {len(real)}")
+    fs, fr = judge_features(samples), judge_features(real)
+
+    def covered(points: torch.Tensor, manifold: torch.Tensor) -> float:
+        radii = torch.cdist(manifold, manifold).kthvalue(k + 1, dim=1).values  # the 0th neighbour is the point itself
+        return float((torch.cdist(points, manifold) <= radii[None]).any(dim=1).double().mean())
+
+    return covered(fs, fr), covered(fr, fs)
+
+
+def diversity(images: torch.Tensor) -> float:
+    """Mean distance between two different images of ``images`` (at least 2) in the judge's features."""
+    if len(images) < 2:
+        raise ValueError(f"diversity needs at least 2 images, got {len(images)}")
+    distances = torch.cdist(*(judge_features(images),) * 2)
+    return float(distances.sum() / (len(images) * (len(images) - 1)))

@@ -16,7 +16,8 @@ from .specs import parse_spec, parse_solver
 #: task classes as ``"module:Class"``, imported when a command runs one (``lazy.resolve``)
 TASKS = {name: f"diffguide.benchmarks.tasks.{target}" for name, target in {
     "gmm-posterior": "gmm_posterior:GMMPosterior", "restore": "restore:Restore", "motion": "motion:Motion",
-    "digits-reward": "digits_reward:DigitsReward", "navier-stokes": "navier_stokes:NavierStokes"}.items()}
+    "digits-reward": "digits_reward:DigitsReward", "navier-stokes": "navier_stokes:NavierStokes",
+    "digits-conditional": "digits_conditional:DigitsConditional"}.items()}
 PEERS = tuple(f"deepinv-{method}" for method in METHODS)
 
 

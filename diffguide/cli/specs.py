@@ -2,7 +2,9 @@
 
 Operators compose with ``@`` as in Python: ``"downsample:factor=2 @ blur:sigma=1"``.
 Solvers take their dataclass fields: ``"dps:zeta=0.5,eta=1"``; so do guidance methods
-(``"cfg:scale=3,rescale=0.7"``), each a rule and the branch it guides away from.
+(``"cfg:scale=3,rescale=0.7"``), each a rule and the branch it guides away from. A solver spec
+may add guidance after ``+``: ``"ddim+cfg:scale=3,sigma_lo=0.3,sigma_hi=5"`` runs DDIM over the
+CFG-guided prior, guided for noise levels in (0.3, 5].
 """
 from __future__ import annotations
 
@@ -28,14 +30,13 @@ SOLVERS = {name: f"diffguide.solvers.{target}" for name, target in {
     "ddrm": "ddrm:DDRM", "ddnm": "ddnm:DDNM", "pigdm": "pigdm:PiGDM", "diffpir": "diffpir:DiffPIR", "daps": "daps:DAPS",
     "red-diff": "red_diff:REDDiff", "pnp-dm": "pnp_dm:PnPDM",
     "pc": "predictor_corrector:PredictorCorrector"}.items()}
-#: guidance methods: the rule (``"module:Class"`` in diffguide.guidance) and the negative branch it guides away from
-GUIDANCE = {name: (f"diffguide.guidance.{rule}", f"diffguide.guidance.negatives:{negative}")
-            for name, (rule, negative) in {
-    "cfg": ("cfg:CFG", "NullCondition"), "cfg++": ("cfg_plus_plus:CFGPlusPlus", "NullCondition"),
-    "apg": ("apg:APG", "NullCondition"), "cfg-zero-star": ("cfg_variants:CFGZeroStar", "NullCondition"),
-    "tangential-cfg": ("cfg_variants:TangentialCFG", "NullCondition"),
-    "magnitude-cfg": ("cfg_variants:MagnitudeAwareCFG", "NullCondition"),
-    "adaptive-cfg": ("adaptive:AdaptiveCFG", "NullCondition"), "icg": ("cfg:CFG", "IndependentCondition")}.items()}
+#: guidance methods: the rule (``"module:Class"`` in diffguide.guidance) and the negative branch it guides away
+#: from (a key of ``diffguide.guidance.guided_solver.NEGATIVES``)
+GUIDANCE = {name: (f"diffguide.guidance.{rule}", negative) for name, (rule, negative) in {
+    "cfg": ("cfg:CFG", "null"), "cfg++": ("cfg_plus_plus:CFGPlusPlus", "null"), "apg": ("apg:APG", "null"),
+    "cfg-zero-star": ("cfg_variants:CFGZeroStar", "null"), "tangential-cfg": ("cfg_variants:TangentialCFG", "null"),
+    "magnitude-cfg": ("cfg_variants:MagnitudeAwareCFG", "null"), "adaptive-cfg": ("adaptive:AdaptiveCFG", "null"),
+    "icg": ("cfg:CFG", "independent")}.items()}
 #: ``inpaint:mask=box,size=S``: the missing box's side as a fraction of the image's
 BOX_SIZE = Number(0.0, 1.0, low_open=True).about("the box's side as a fraction of the image's")
 #: the solvers whose ``needs`` is ``"none"`` (checked against the classes by tests/test_cli_startup.py)
@@ -224,7 +225,11 @@ def boolean(text: str) -> bool:
 
 
 def parse_solver(spec: str):
-    """Build a solver from ``name[:field=value,...]``, converting values to the field types."""
+    """Build a solver from ``name[:field=value,...]``, converting values to the field types; with
+    ``+GUIDANCE`` after it, that solver over the guided prior (``GuidedSolver``)."""
+    if "+" in spec:
+        solver_spec, _, guidance_spec = spec.partition("+")
+        return _guided_solver(parse_solver(solver_spec), guidance_spec)
     name, params = parse_spec(spec)
     if name not in SOLVERS:
         raise UsageError(f"unknown solver {name!r}; expected one of {', '.join(SOLVERS)}")
@@ -232,12 +237,30 @@ def parse_solver(spec: str):
 
 
 def parse_guidance(spec: str):
-    """``(rule, negative branch)`` of a guidance method ``name[:field=value,...]`` (``GUIDANCE``)."""
+    """``(rule, negative branch name)`` of a guidance method ``name[:field=value,...]`` (``GUIDANCE``)."""
     name, params = parse_spec(spec)
+    return _guidance(name, params, spec)
+
+
+def _guidance(name: str, params: dict[str, str], spec: str):
     if name not in GUIDANCE:
         raise UsageError(f"unknown guidance {name!r}; expected one of {', '.join(GUIDANCE)}")
     rule, negative = GUIDANCE[name]
-    return _dataclass_from_spec(resolve(rule), params, f"guidance {name!r}", spec), resolve(negative)()
+    return _dataclass_from_spec(resolve(rule), params, f"guidance {name!r}", spec), negative
+
+
+def _guided_solver(solver, spec: str):
+    """``GuidedSolver(solver, rule, negative, sigma_lo, sigma_hi)`` from a guidance spec whose optional
+    ``sigma_lo``/``sigma_hi`` give the noise interval."""
+    from ..guidance.guided_solver import GuidedSolver
+
+    name, params = parse_spec(spec)
+    interval = {key: _number(params, key, None, spec=spec) for key in ("sigma_lo", "sigma_hi") if key in params}
+    rule, negative = _guidance(name, params, spec)
+    try:
+        return GuidedSolver(solver=solver, rule=rule, negative=negative, **interval)
+    except ValueError as err:
+        raise UsageError(f"guidance {spec!r}: {err}") from None
 
 
 def _dataclass_from_spec(cls, params: dict[str, str], what: str, spec: str):

@@ -1,0 +1,87 @@
+"""Task ``digits-conditional``: class-conditional generation with the ``digits`` prior, guided on its
+prediction (classifier-free guidance and its refinements) or not.
+
+Instances ``digit-0`` ... ``digit-9`` (``reduced``: ``digit-3`` and ``digit-7``): ``samples`` samples
+(default 64; 32 when reduced) of the requested digit, the prior called with that class label. The
+solver is usually an unguided sampler over a guided prior, named as one spec:
+``ddim+cfg:scale=3``, ``ddim+apg:scale=5``, ``ddim+cfg:scale=3,sigma_lo=0.3,sigma_hi=5`` (the
+guidance interval); a plain ``ddim`` is the conditional model alone (CFG at scale 1). The reward
+is unused. Samples are clamped to the data range and scored by the independent judge
+(``benchmarks.judge``, an SVC no solver sees), against the held-out real images of the digit:
+
+- ``judge_accuracy``: fraction the judge classifies as the requested digit;
+- ``kernel_distance``: KID-style MMD^2 in the judge's features to the held-out real digits (lower is
+  closer), with ``kernel_distance_floor`` (real against real);
+- ``precision`` and ``recall`` (Kynkaanniemi et al. 2019, k = 3) in the same features: fidelity and
+  coverage;
+- ``diversity``: mean feature distance between two samples, and ``diversity_real`` of the real digits;
+- ``saturation``: the fraction of pixel values within 2% of the data range's ends (strokes at full
+  white, background at full black), and ``saturation_real`` of the real digits.
+
+Network passes (two per guided call) come from the harness's counters.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ...data.digits import load_digits_split
+from ...device_runs import solve_on_device
+from ...priors.embedded import load
+from ...schedules import prior_sigmas
+from ..judge import diversity, judge_accuracy, kernel_distance, kernel_distance_floor, precision_recall
+
+REDUCED = ("digit-3", "digit-7")
+REDUCED_SAMPLES = 32
+#: a pixel value within this fraction of the range's width from either end counts as saturated
+SATURATION_MARGIN = 0.02
+
+
+def saturation(images: torch.Tensor, data_range: tuple[float, float]) -> float:
+    """Fraction of pixel values within ``SATURATION_MARGIN`` of the range width from either end."""
+    low, high = data_range
+    margin = SATURATION_MARGIN * (high - low)
+    return float(((images <= low + margin) | (images >= high - margin)).double().mean())
+
+
+@functools.lru_cache(maxsize=10)
+def references(label: int) -> dict:
+    """The held-out real images of ``label`` and their reference scores."""
+    _, _, held_out, held_out_labels = load_digits_split()
+    real = held_out[held_out_labels == label]
+    return {"real": real, "kernel_distance_floor": kernel_distance_floor(real), "diversity_real": diversity(real),
+            "saturation_real": saturation(real, (-1.0, 1.0))}
+
+
+class DigitsConditional:
+    """The ``digits-conditional`` task (module docstring): ``samples`` samples per run of the requested
+    digit (default 64; 32 on the reduced instances), scored by the judge against held-out digits."""
+
+    name = "digits-conditional"
+
+    def __init__(self, samples: int = 64):
+        self.samples = samples
+
+    def instances(self, reduced: bool) -> list[str]:
+        return list(REDUCED) if reduced else [f"digit-{k}" for k in range(10)]
+
+    def run(self, instance: str, solver, seed: int, steps: int, reduced: bool) -> dict:
+        if instance not in self.instances(reduced=False):
+            raise ValueError(f"unknown digits-conditional instance {instance!r}; expected digit-0 ... digit-9")
+        label = int(instance.removeprefix("digit-"))
+        prior = load("digits")
+        n = REDUCED_SAMPLES if reduced else self.samples
+        g = torch.Generator().manual_seed(seed)
+        sigmas = prior_sigmas(prior, steps)
+        x = sigmas[0] * torch.randn(n, *prior.shape, generator=g)
+        samples = solve_on_device(solver, prior, None, x, sigmas, generator=g,
+                                  class_labels=torch.full((n,), label, dtype=torch.long)).clamp(*prior.data_range)
+        reference = references(label)
+        precision, recall = precision_recall(samples, reference["real"])
+        return {"judge_accuracy": judge_accuracy(samples, label),
+                "kernel_distance": kernel_distance(samples, reference["real"]),
+                "kernel_distance_floor": reference["kernel_distance_floor"],
+                "precision": precision, "recall": recall, "diversity": diversity(samples),
+                "diversity_real": reference["diversity_real"], "saturation": saturation(samples, prior.data_range),
+                "saturation_real": reference["saturation_real"], "images": {"result": samples[:2]}}

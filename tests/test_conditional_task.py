@@ -1,0 +1,84 @@
+"""The digits-conditional benchmark task, its judge metrics (precision, recall, diversity,
+saturation) and guidance composed with a solver in one spec (``ddim+cfg:scale=3``)."""
+import math
+
+import pytest
+import torch
+
+from diffguide.benchmarks.harness import run_benchmark
+from diffguide.benchmarks.judge import diversity, judge_features, precision_recall
+from diffguide.benchmarks.tasks.digits_conditional import DigitsConditional, saturation
+from diffguide.cli import main
+from diffguide.cli.errors import UsageError
+from diffguide.cli.specs import parse_solver
+from diffguide.data.digits import load_digits_split
+from diffguide.guidance import CFG, GuidedDenoiser
+from diffguide.guidance.guided_solver import GuidedSolver
+from diffguide.solvers import DDIM, DPS
+
+from diffguide.priors import GaussianPrior
+from problems import ConditionalGaussians
+
+
+def _digits(label):
+    train, train_labels, held_out, held_out_labels = load_digits_split()
+    return train[train_labels == label], held_out[held_out_labels == label]
+
+
+def test_precision_and_recall_follow_the_k_nearest_neighbour_balls():
+    _, held_out = _digits(3)
+    assert precision_recall(held_out, held_out) == (1.0, 1.0)
+    blank = -torch.ones(8, 1, 16, 16) + 0.01 * torch.randn(8, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert precision_recall(blank, held_out) == (0.0, 0.0)
+    precision, recall = precision_recall(held_out[:6], held_out)  # a subset: faithful, covers less
+    assert precision == 1.0 and recall < 1.0
+    fs, fr = judge_features(held_out[:6]), judge_features(held_out)  # recall written out for the subset
+    radii = torch.cdist(fs, fs).sort(dim=1).values[:, 3]
+    assert recall == float((torch.cdist(fr, fs) <= radii[None]).any(1).double().mean())
+    with pytest.raises(ValueError):
+        precision_recall(held_out[:3], held_out)
+
+
+def test_diversity_is_the_mean_distance_between_two_different_images_and_saturation_counts_the_ends():
+    _, held_out = _digits(7)
+    images = held_out[:3]
+    f = judge_features(images)
+    pairs = [(f[i] - f[j]).norm() for i in range(3) for j in range(3) if i != j]
+    assert math.isclose(diversity(images), float(sum(pairs) / 6), rel_tol=1e-9)
+    assert diversity(images[:1].expand(4, -1, -1, -1)) == 0.0
+    values = torch.tensor([-1.0, -0.97, -0.95, 0.0, 0.95, 0.97, 1.0, 0.5]).reshape(1, 1, 2, 4)
+    assert saturation(values, (-1.0, 1.0)) == 4 / 8  # within 0.04 of -1 or 1
+
+
+def test_a_guidance_spec_after_plus_runs_the_solver_over_the_guided_prior():
+    solver = parse_solver("ddim:eta=0.5+cfg:scale=3,sigma_lo=0.3,sigma_hi=5")
+    assert solver == GuidedSolver(solver=DDIM(eta=0.5), rule=CFG(scale=3.0), sigma_lo=0.3, sigma_hi=5.0)
+    assert solver.needs == "none" and parse_solver("dps+icg:scale=2").needs == "gradient"
+    assert parse_solver("dps+icg:scale=2").negative == "independent"
+    pair = ConditionalGaussians(GaussianPrior(torch.ones(3), torch.eye(3)), GaussianPrior(torch.zeros(3), 4 * torch.eye(3)))
+    x = torch.randn(2, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sigmas = torch.tensor([2.0, 1.0, 0.2, 0.0], dtype=torch.float64)
+    labels = {"class_labels": torch.zeros(2, dtype=torch.long)}
+    direct = DDIM()(GuidedDenoiser(pair, CFG(scale=3.0)), None, x, sigmas, **labels)
+    torch.testing.assert_close(parse_solver("ddim+cfg:scale=3")(pair, None, x, sigmas, **labels), direct)
+    for bad in ("ddim+cfg:sigma_lo=5,sigma_hi=1", "ddim+nope", "ddim+cfg:foo=1", "nope+cfg", "ddim+cfg++:scale=2"):
+        with pytest.raises(UsageError):
+            parse_solver(bad)
+    with pytest.raises(ValueError, match="re-noises"):
+        parse_solver("dps+cfg++")(pair, None, x, sigmas, **labels)
+    assert isinstance(parse_solver("dps+cfg").solver, DPS)
+
+
+def test_the_conditional_task_scores_guided_and_plain_sampling_and_counts_both_passes(tmp_path):
+    solvers = {"ddim": DDIM(), "ddim+cfg:scale=3": parse_solver("ddim+cfg:scale=3")}
+    written = run_benchmark(DigitsConditional(samples=8), solvers, seeds=1, steps=4, out=tmp_path,
+                            instances=["digit-7"])
+    rows = {record["solver"]: record for record in written}
+    assert rows["ddim"]["nfe"] == 4 and rows["ddim+cfg:scale=3"]["nfe"] == 8
+    for record in written:
+        metrics = record["metrics"]
+        for key in ("judge_accuracy", "precision", "recall", "saturation", "saturation_real"):
+            assert 0.0 <= metrics[key] <= 1.0, key
+        assert metrics["diversity"] > 0 and metrics["diversity_real"] > 0 and math.isfinite(metrics["kernel_distance"])
+    assert rows["ddim"]["metrics"] != rows["ddim+cfg:scale=3"]["metrics"]
+    assert main(["bench", "digits-conditional", "--instance", "digit-10", "--out", str(tmp_path / "bad")]) == 2
