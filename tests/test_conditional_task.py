@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from diffguide.benchmarks.harness import run_benchmark
+from diffguide.benchmarks.report import method_and_scale, write_report
 from diffguide.benchmarks.judge import diversity, judge_features, precision_recall
 from diffguide.benchmarks.tasks.digits_conditional import DigitsConditional, saturation
 from diffguide.cli import main
@@ -81,4 +82,13 @@ def test_the_conditional_task_scores_guided_and_plain_sampling_and_counts_both_p
             assert 0.0 <= metrics[key] <= 1.0, key
         assert metrics["diversity"] > 0 and metrics["diversity_real"] > 0 and math.isfinite(metrics["kernel_distance"])
     assert rows["ddim"]["metrics"] != rows["ddim+cfg:scale=3"]["metrics"]
+    report = write_report(tmp_path).read_text()
+    assert "judge accuracy / kernel distance" in report and (tmp_path / "digits_conditional_trade_off.png").is_file()
     assert main(["bench", "digits-conditional", "--instance", "digit-10", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_trade_off_curves_join_the_specs_that_differ_only_in_their_scale():
+    assert method_and_scale("ddim+cfg:scale=3") == ("ddim+cfg", "3")
+    assert method_and_scale("ddim+cfg:scale=3,sigma_lo=0.3") == ("ddim+cfg:sigma_lo=0.3", "3")
+    assert method_and_scale("dps:zeta=2+cfg:rescale=0.5,scale=2") == ("dps:zeta=2+cfg:rescale=0.5", "2")
+    assert method_and_scale("ddim") == ("ddim", None)

@@ -6,7 +6,9 @@ through the denoiser; one column per solver; each cell the task's headline metri
 schedule length, the mean wall time and the run's peak memory above the process's start), the
 full table of every metric, a plot of the headline against the network passes (log scale): for
 ``gmm-posterior`` the sliced Wasserstein over the floor (1 is exact) averaged over instances,
-for ``restore`` the PSNR of each instance, and for tasks that save images a grid per instance (rows: solvers,
+for ``restore`` the PSNR of each instance; for ``digits-conditional`` a trade-off plot over each
+guidance method's scale sweep (judge accuracy against kernel distance, precision against recall,
+averaged over instances); and for tasks that save images a grid per instance (rows: solvers,
 columns: schedule lengths, the first image of seed 0). Failed runs are listed first, one line each,
 and left out of the tables; where rows of one (task, instance, solver, steps) were run
 with other settings (``--reduced``, task parameters, solver class or config, weights), only
@@ -15,6 +17,7 @@ are read too, their unrecorded settings as None (``results.from_schema_1``)."""
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
@@ -29,6 +32,9 @@ HEADLINES = {
     "restore": ("PSNR / SSIM", lambda m: f"{m['psnr']:.2f} / {m['ssim']:.3f}"),
     "motion": ("flow EPE (paste floor) / change outside", lambda m: f"{m['flow_epe']:.2f} ({m['flow_epe_paste']:.2f}) / "
                                                                     f"{m['outside_change']:.3f}"),
+    "digits-conditional": ("judge accuracy / kernel distance / precision / recall / saturation",
+                           lambda m: f"{m['judge_accuracy']:.3f} / {m['kernel_distance']:.3f} / {m['precision']:.2f} / "
+                                     f"{m['recall']:.2f} / {m['saturation']:.3f}"),
     "navier-stokes": ("rel. L2 of the mean / of a sample, misfit, forward evaluations",
                       lambda m: f"{m['rel_l2_of_mean']:.3f} / {m['rel_l2']:.3f}, {m['misfit']:.1f}, "
                                 f"{m['operator_evals']:.0f} evals"),
@@ -175,6 +181,59 @@ def cost_plot(summary: dict[tuple, dict], task: str, path: Path) -> bool:
     return True
 
 
+#: per task, the panels of its trade-off plot: (x metric, y metric, axis labels), one curve per method over its scales
+TRADE_OFFS = {
+    "digits-conditional": [("kernel_distance", "judge_accuracy", "kernel distance to held-out digits (lower is closer)",
+                            "judge accuracy"),
+                           ("recall", "precision", "recall (coverage)", "precision (fidelity)")],
+}
+#: the ``scale=V`` entry of a spec: a trade-off curve joins the specs that differ only in it
+SCALE = re.compile(r"(?<=[:,])scale=([^,]+),?")
+
+
+def method_and_scale(solver: str) -> tuple[str, str | None]:
+    """A solver spec without its scale (the method), and the scale (None when it has none)."""
+    found = SCALE.search(solver)
+    if found is None:
+        return solver, None
+    method = (solver[:found.start()] + solver[found.end():]).rstrip(",:")
+    return method, found.group(1)
+
+
+def trade_off_plot(summary: dict[tuple, dict], task: str, path: Path) -> bool:
+    """The task's ``TRADE_OFFS`` panels: one curve per method (and schedule length, when there are several)
+    through its scales (labelled), the metrics averaged over instances; False if the task has no rows."""
+    if task not in TRADE_OFFS:
+        return False
+    several = len({steps for (t, _, _, steps) in summary if t == task}) > 1
+    points = defaultdict(lambda: defaultdict(list))  # method -> scale -> metric dicts
+    for (t, _instance, solver, steps), metrics in summary.items():
+        if t == task:
+            method, scale = method_and_scale(solver)
+            points[f"{method}, {steps} steps" if several else method][scale].append(metrics)
+    if not points:
+        return False
+    panels = TRADE_OFFS[task]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels) + 2.0, 5.0), squeeze=False)
+    for ax, (x_metric, y_metric, x_label, y_label) in zip(axes.flat, panels):
+        for method, scales in sorted(points.items()):
+            order = sorted(scales, key=lambda v: float(v) if v is not None else 1.0)
+            xs = [mean(m[x_metric] for m in scales[v]) for v in order]
+            ys = [mean(m[y_metric] for m in scales[v]) for v in order]
+            line, = ax.plot(xs, ys, marker="o", label=method)
+            for x, y, v in zip(xs, ys, order):
+                if v is not None:
+                    ax.annotate(v, (x, y), fontsize=6, color=line.get_color(), xytext=(2, 2), textcoords="offset points")
+        ax.set_xlabel(x_label, fontsize=8)
+        ax.set_ylabel(y_label, fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center right")
+    fig.tight_layout(rect=(0, 0, 1 - 2.0 / (6.0 * len(panels) + 2.0), 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def sample_grids(out: Path, records: list[dict]) -> list[Path]:
     """One grid per (task, instance) with saved images: truth and measurement, then a row per solver."""
     grids = defaultdict(lambda: defaultdict(dict))
@@ -218,6 +277,9 @@ def write_report(out: Path, solvers: list[str] | None = None, name: str = "repor
         plot = f"{task.replace('-', '_')}_cost.png"
         if cost_plot(summary, task, out / plot):
             text += [f"![{COST_CURVES[task][0]} against network passes]({plot})", ""]
+        trade_off = f"{task.replace('-', '_')}_trade_off.png"
+        if trade_off_plot(summary, task, out / trade_off):
+            text += [f"![trade-offs over each method's scale]({trade_off})", ""]
     text += ["## Every metric", "", markdown_table(summary)]
     for path in sample_grids(out, records):
         text += [f"![{path.stem}]({path.relative_to(out)})", ""]
