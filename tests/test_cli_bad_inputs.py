@@ -142,7 +142,8 @@ def test_bad_sample_counts_are_refused(tmp_path, capsys, extra):
                                    ["--guidance", "cfg++", "--class-label", "1", "--solver", "heun"],
                                    ["--guidance", "cfg", "--class-label", "1", "--guidance-interval", "3"],
                                    ["--guidance", "cfg", "--class-label", "1", "--guidance-interval", "2,1"],
-                                   ["--guidance-interval", "0.1,2"]])
+                                   ["--guidance-interval", "0.1,2"], ["--guidance", "pag:mode=skip"],
+                                   ["--guidance", "seg:blur_sigma=0"], ["--guidance", "pag:layers=down_blocks.0"]])
 def test_bad_guidance_is_refused(tmp_path, capsys, extra):
     refused(tmp_path, capsys, ["sample", "--prior", "digits", "--steps", "2", "--out", str(tmp_path / "out"), *extra])
 

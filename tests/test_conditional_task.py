@@ -13,7 +13,7 @@ from diffguide.cli import main
 from diffguide.cli.errors import UsageError
 from diffguide.cli.specs import parse_solver
 from diffguide.data.digits import load_digits_split
-from diffguide.guidance import CFG, GuidedDenoiser
+from diffguide.guidance import CFG, GuidedDenoiser, IndependentCondition
 from diffguide.guidance.guided_solver import GuidedSolver
 from diffguide.solvers import DDIM, DPS
 
@@ -55,7 +55,7 @@ def test_a_guidance_spec_after_plus_runs_the_solver_over_the_guided_prior():
     solver = parse_solver("ddim:eta=0.5+cfg:scale=3,sigma_lo=0.3,sigma_hi=5")
     assert solver == GuidedSolver(solver=DDIM(eta=0.5), rule=CFG(scale=3.0), sigma_lo=0.3, sigma_hi=5.0)
     assert solver.needs == "none" and parse_solver("dps+icg:scale=2").needs == "gradient"
-    assert parse_solver("dps+icg:scale=2").negative == "independent"
+    assert isinstance(parse_solver("dps+icg:scale=2").negative, IndependentCondition)
     pair = ConditionalGaussians(GaussianPrior(torch.ones(3), torch.eye(3)), GaussianPrior(torch.zeros(3), 4 * torch.eye(3)))
     x = torch.randn(2, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     sigmas = torch.tensor([2.0, 1.0, 0.2, 0.0], dtype=torch.float64)

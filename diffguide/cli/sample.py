@@ -113,12 +113,11 @@ def guided(prior, solver, args, device):
     import torch
 
     from ..guidance import GuidedDenoiser, NoiseInterval
-    from ..guidance.guided_solver import NEGATIVES
 
     rule, negative = parse_guidance(args.guidance)
     try:
         interval = None if args.guidance_interval is None else NoiseInterval.parse(args.guidance_interval)
-        guided_prior = GuidedDenoiser(prior, rule, NEGATIVES[negative](), interval)
+        guided_prior = GuidedDenoiser(prior, rule, negative, interval)
         cond = {} if args.class_label is None else {"class_labels": torch.full((1,), args.class_label, device=device)}
         solver.check_guidance(guided_prior, cond)
     except ValueError as error:

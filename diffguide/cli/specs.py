@@ -30,13 +30,23 @@ SOLVERS = {name: f"diffguide.solvers.{target}" for name, target in {
     "ddrm": "ddrm:DDRM", "ddnm": "ddnm:DDNM", "pigdm": "pigdm:PiGDM", "diffpir": "diffpir:DiffPIR", "daps": "daps:DAPS",
     "red-diff": "red_diff:REDDiff", "pnp-dm": "pnp_dm:PnPDM",
     "pc": "predictor_corrector:PredictorCorrector"}.items()}
-#: guidance methods: the rule (``"module:Class"`` in diffguide.guidance) and the negative branch it guides away
-#: from (a key of ``diffguide.guidance.guided_solver.NEGATIVES``)
-GUIDANCE = {name: (f"diffguide.guidance.{rule}", negative) for name, (rule, negative) in {
-    "cfg": ("cfg:CFG", "null"), "cfg++": ("cfg_plus_plus:CFGPlusPlus", "null"), "apg": ("apg:APG", "null"),
-    "cfg-zero-star": ("cfg_variants:CFGZeroStar", "null"), "tangential-cfg": ("cfg_variants:TangentialCFG", "null"),
-    "magnitude-cfg": ("cfg_variants:MagnitudeAwareCFG", "null"), "adaptive-cfg": ("adaptive:AdaptiveCFG", "null"),
-    "icg": ("cfg:CFG", "independent")}.items()}
+#: guidance methods: the rule and the negative branch it guides away from (``"module:Class"`` in
+#: diffguide.guidance), the negative branch's settings that make the method, and the rule's defaults
+GUIDANCE = {name: (f"diffguide.guidance.{rule}", f"diffguide.guidance.{negative}", fixed, defaults)
+            for name, (rule, negative, fixed, defaults) in {
+    "cfg": ("cfg:CFG", "negatives:NullCondition", {}, {}),
+    "cfg++": ("cfg_plus_plus:CFGPlusPlus", "negatives:NullCondition", {}, {}),
+    "apg": ("apg:APG", "negatives:NullCondition", {}, {}),
+    "cfg-zero-star": ("cfg_variants:CFGZeroStar", "negatives:NullCondition", {}, {}),
+    "tangential-cfg": ("cfg_variants:TangentialCFG", "negatives:NullCondition", {}, {}),
+    "magnitude-cfg": ("cfg_variants:MagnitudeAwareCFG", "negatives:NullCondition", {}, {}),
+    "adaptive-cfg": ("adaptive:AdaptiveCFG", "negatives:NullCondition", {}, {}),
+    "icg": ("cfg:CFG", "negatives:IndependentCondition", {}, {}),
+    "pag": ("perturbation:PerturbationGuidance", "negatives:PerturbedAttention", {"mode": "identity"}, {}),
+    "seg": ("perturbation:PerturbationGuidance", "negatives:PerturbedAttention", {"mode": "blur"}, {}),
+    "skip-layer": ("perturbation:PerturbationGuidance", "negatives:PerturbedAttention", {"mode": "skip"}, {"scale": 1.0}),
+    "sag": ("perturbation:PerturbationGuidance", "self_attention_blur:SelfAttentionBlur", {}, {"scale": 0.75}),
+}.items()}
 #: ``inpaint:mask=box,size=S``: the missing box's side as a fraction of the image's
 BOX_SIZE = Number(0.0, 1.0, low_open=True).about("the box's side as a fraction of the image's")
 #: the solvers whose ``needs`` is ``"none"`` (checked against the classes by tests/test_cli_startup.py)
@@ -237,7 +247,8 @@ def parse_solver(spec: str):
 
 
 def parse_guidance(spec: str):
-    """``(rule, negative branch name)`` of a guidance method ``name[:field=value,...]`` (``GUIDANCE``)."""
+    """``(rule, negative branch)`` of a guidance method ``name[:field=value,...]`` (``GUIDANCE``); each
+    value goes to the rule's field or the negative branch's of that name."""
     name, params = parse_spec(spec)
     return _guidance(name, params, spec)
 
@@ -245,8 +256,15 @@ def parse_guidance(spec: str):
 def _guidance(name: str, params: dict[str, str], spec: str):
     if name not in GUIDANCE:
         raise UsageError(f"unknown guidance {name!r}; expected one of {', '.join(GUIDANCE)}")
-    rule, negative = GUIDANCE[name]
-    return _dataclass_from_spec(resolve(rule), params, f"guidance {name!r}", spec), negative
+    rule_path, negative_path, fixed, defaults = GUIDANCE[name]
+    rule_class, negative_class = resolve(rule_path), resolve(negative_path)
+    settable = {f.name for f in dataclasses.fields(negative_class) if f.init and f.name not in fixed
+                and f.name != "null"}
+    negative_params = {key: params.pop(key) for key in list(params) if key in settable}
+    rule_params = {**{key: str(value) for key, value in defaults.items()}, **params}
+    rule = _dataclass_from_spec(rule_class, rule_params, f"guidance {name!r}", spec)
+    negative = _dataclass_from_spec(negative_class, negative_params, f"guidance {name!r}", spec)
+    return rule, dataclasses.replace(negative, **fixed) if fixed else negative
 
 
 def _guided_solver(solver, spec: str):

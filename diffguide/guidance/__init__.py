@@ -2,9 +2,10 @@
 
 A guidance method combines several predictions of the same network into one clean estimate;
 ``GuidedDenoiser`` makes that a denoiser, so it composes with every solver. A method is a rule
-(``CFG``, ``CFGPlusPlus``, ``APG``, ``AdaptiveCFG``, ``CFGZeroStar``, ``TangentialCFG``, ``MagnitudeAwareCFG``) and a
-negative branch (``NullCondition``, ``IndependentCondition``, ``WeakerModel``), over an optional
-``NoiseInterval`` of noise levels.
+(``CFG``, ``CFGPlusPlus``, ``APG``, ``AdaptiveCFG``, ``CFGZeroStar``, ``TangentialCFG``, ``MagnitudeAwareCFG``,
+``PerturbationGuidance``) and a negative branch (``NullCondition``, ``IndependentCondition``,
+``WeakerModel``, ``PerturbedAttention`` for PAG, SEG and skip-layer guidance, ``SelfAttentionBlur``
+for SAG), over an optional ``NoiseInterval`` of noise levels.
 """
 from .adaptive import AdaptiveCFG
 from .apg import APG
@@ -13,8 +14,11 @@ from .cfg_plus_plus import CFGPlusPlus
 from .cfg_variants import CFGZeroStar, MagnitudeAwareCFG, TangentialCFG
 from .guided_denoiser import GuidedDenoiser
 from .interval import NoiseInterval
-from .negatives import IndependentCondition, NegativeBranch, NullCondition, WeakerModel
+from .negatives import IndependentCondition, NegativeBranch, NullCondition, PerturbedAttention, WeakerModel
+from .perturbation import PerturbationGuidance
 from .rule import GuidanceRule
+from .self_attention_blur import SelfAttentionBlur
 
 __all__ = ["APG", "AdaptiveCFG", "CFG", "CFGPlusPlus", "CFGZeroStar", "GuidanceRule", "GuidedDenoiser", "IndependentCondition",
-           "MagnitudeAwareCFG", "NegativeBranch", "NoiseInterval", "NullCondition", "TangentialCFG", "WeakerModel"]
+           "MagnitudeAwareCFG", "NegativeBranch", "NoiseInterval", "NullCondition", "PerturbationGuidance",
+           "PerturbedAttention", "SelfAttentionBlur", "TangentialCFG", "WeakerModel"]

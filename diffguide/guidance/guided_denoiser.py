@@ -24,6 +24,7 @@ does not count the guided call again (``counts_network_passes``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import torch
@@ -97,11 +98,13 @@ class GuidedDenoiser(torch.nn.Module):
                              "steps of a run: call it through a solver, or bind it first with .for_run(generator)")
         memory = self.memory if self.memory is not None else {}
         sigma = sigma_batch(sigma, x)
-        positive = denoise_counted(self.prior, x, sigma, **cond)
         inside = self.interval.contains(sigma)
-        if not self.rule.needs_negative(memory) or not bool(inside.any()):
+        guiding = self.rule.needs_negative(memory) and bool(inside.any())
+        with self.negative.around_positive(self.prior, memory) if guiding else contextlib.nullcontext():
+            positive = denoise_counted(self.prior, x, sigma, **cond)
+        if not guiding:
             return positive, positive
-        negative = self.negative.predict(self.prior, x, sigma, cond, memory)
+        negative = self.negative.predict(self.prior, x, sigma, cond, positive, memory)
         guided = self.rule.guide(positive, negative, x, sigma, memory)
         direction = negative if self.rule.renoises_with_negative else guided
         if not bool(inside.all()):

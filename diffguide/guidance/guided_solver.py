@@ -11,30 +11,25 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .interval import NoiseInterval
-from .negatives import IndependentCondition, NullCondition
-from .rule import GuidanceRule
 from .guided_denoiser import GuidedDenoiser
-
-#: the negative branches a spec can name (a weaker model needs a second network, so only in Python)
-NEGATIVES = {"null": NullCondition, "independent": IndependentCondition}
+from .interval import NoiseInterval
+from .negatives import NegativeBranch, NullCondition
+from .rule import GuidanceRule
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GuidedSolver:
-    """``solver`` over ``GuidedDenoiser(prior, rule, NEGATIVES[negative](), NoiseInterval(sigma_lo, sigma_hi))``;
+    """``solver`` over ``GuidedDenoiser(prior, rule, negative, NoiseInterval(sigma_lo, sigma_hi))``;
     has the solver's ``needs``, ``reward_input`` and ``batch_is_ensemble``."""
 
     solver: object
     rule: GuidanceRule
-    negative: str = "null"
+    negative: NegativeBranch = NullCondition()
     sigma_lo: float = 0.0
     sigma_hi: float = math.inf
 
     def __post_init__(self):
-        if self.negative not in NEGATIVES:
-            raise ValueError(f"negative must be one of {', '.join(NEGATIVES)}, got {self.negative!r}")
-        self.interval  # checks the noise levels
+        NoiseInterval(self.sigma_lo, self.sigma_hi)  # checks the noise levels
 
     @property
     def interval(self) -> NoiseInterval:
@@ -54,7 +49,7 @@ class GuidedSolver:
 
     def guided(self, prior) -> GuidedDenoiser:
         """``prior`` under this guidance."""
-        return GuidedDenoiser(prior, self.rule, NEGATIVES[self.negative](), self.interval)
+        return GuidedDenoiser(prior, self.rule, self.negative, self.interval)
 
     def __call__(self, denoiser, reward, x, sigmas, /, **kwargs):
         return self.solver(self.guided(denoiser), reward, x, sigmas, **kwargs)

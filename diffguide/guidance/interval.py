@@ -37,6 +37,19 @@ class NoiseInterval:
         return self.low == 0.0 and math.isinf(self.high)
 
     @classmethod
+    def of_steps(cls, sigmas: torch.Tensor, start: float, stop: float) -> "NoiseInterval":
+        """The interval whose levels among the steps of the strictly decreasing schedule ``sigmas``
+        (``N + 1`` levels, step ``i`` at ``sigmas[i]``) are exactly those with ``start <= i / N < stop``:
+        ``(sigmas[j_stop], sigmas[j_start]]`` with ``j`` the first step at or past the fraction
+        (``sigmas[N]`` past the last step). An empty window is ``(sigmas[0], inf]``, above every step."""
+        n = len(sigmas) - 1
+        first = sum(1 for i in range(n) if i / n < start)  # the same comparisons as start <= i / N < stop
+        end = sum(1 for i in range(n) if i / n < stop)
+        if first >= end:
+            return cls(float(sigmas[0]), math.inf)
+        return cls(float(sigmas[end]), float(sigmas[first]))
+
+    @classmethod
     def parse(cls, text: str) -> "NoiseInterval":
         """``"LO,HI"`` (``HI`` may be ``inf``) as an interval; ``ValueError`` naming what is wrong."""
         parts = text.split(",")

@@ -12,23 +12,34 @@ one; its refinements change only this branch:
   label dropout can be guided.
 - ``WeakerModel``: ``D_weak(x, sigma, c)``, a smaller or less trained version of the same model
   (autoguidance: Karras, Aittala, Kynkaanniemi, Lehtinen, Aila & Laine, NeurIPS 2024).
+- ``PerturbedAttention``: ``D(x, sigma, c)`` with chosen self-attention layers perturbed
+  (``priors.attention_hooks``): identity attention (PAG: Ahn et al., ECCV 2024), blurred queries
+  (SEG: Hong, NeurIPS 2024) or skipped layers (STG: Hyung et al. 2024).
 
-A branch's ``predict`` makes its network passes through ``denoise_counted``, so each counts once.
+Branches are frozen dataclasses, so a spec names their fields (``pag:layers=all``). A branch's
+``predict`` makes its network passes through ``denoise_counted``, so each counts once.
 """
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+import contextlib
+import dataclasses
+import math
+from typing import Any, ClassVar
 
 import torch
 
 from ..network_passes import denoise_counted
 from ..noise import randint
+from ..priors.attention_hooks import MODES, perturbed_attention, self_attention_layers
+from ..validation import CheckedFields, Number, one_of
 
 
-class NegativeBranch(abc.ABC):
+@dataclasses.dataclass(frozen=True)
+class NegativeBranch(CheckedFields, abc.ABC):
     """How the negative prediction is made: ``check(prior, cond)`` refuses what cannot work before any
-    pass, ``predict(prior, x, sigma, cond, memory)`` returns it (one counted pass)."""
+    pass, ``around_positive(prior, memory)`` wraps the conditional pass (to read what it computes),
+    ``predict(prior, x, sigma, cond, positive, memory)`` returns the negative estimate (counted passes)."""
 
     #: True when ``predict`` keeps draws in the run's ``memory`` (it then needs the run's generator)
     stateful: ClassVar[bool] = False
@@ -36,36 +47,42 @@ class NegativeBranch(abc.ABC):
     def check(self, prior, cond: dict) -> None:
         """``ValueError`` when this branch cannot make a negative prediction for ``prior`` and ``cond``."""
 
+    def around_positive(self, prior, memory: dict):
+        """A context around the conditional pass (default: none)."""
+        return contextlib.nullcontext()
+
     @abc.abstractmethod
-    def predict(self, prior, x: torch.Tensor, sigma: torch.Tensor, cond: dict, memory: dict) -> torch.Tensor:
-        """The negative clean estimate at ``(x, sigma)``."""
+    def predict(self, prior, x: torch.Tensor, sigma: torch.Tensor, cond: dict, positive: torch.Tensor,
+                memory: dict) -> torch.Tensor:
+        """The negative clean estimate at ``(x, sigma)``, given the conditional one ``positive``."""
 
     @property
     def config(self) -> dict:
         """What this branch is, JSON-able, for a run's record."""
-        return {"negative": type(self).__name__}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {"negative": type(self).__name__, **{k: v for k, v in fields.items() if isinstance(v, (int, float, str))}}
 
 
+@dataclasses.dataclass(frozen=True)
 class NullCondition(NegativeBranch):
     """The unconditional prediction: ``cond`` with each entry replaced by its entry in ``null`` (default
     ``None`` for every entry, which a class-conditional ``DiffusersDenoiser`` reads as its null label).
     For a text-conditioned UNet give the null embedding: ``NullCondition({"encoder_hidden_states": e0})``;
     a batch-1 tensor is expanded to the batch."""
 
-    def __init__(self, null: dict | None = None):
-        self.null = dict(null or {})
+    null: dict | None = None
 
     def check(self, prior, cond: dict) -> None:
         if not cond:
             raise ValueError("classifier-free guidance needs a condition to guide towards, and none was given: "
                              "pass class_labels=... (on the command line: --class-label N)")
-        missing = [key for key in self.null if key not in cond]
+        missing = [key for key in (self.null or {}) if key not in cond]
         if missing:
             raise ValueError(f"the null condition sets {', '.join(missing)}, which the conditional call does not "
                              f"pass (it passes {', '.join(cond)})")
 
-    def predict(self, prior, x, sigma, cond, memory):
-        null = {key: self._batched(self.null.get(key), x) for key in cond}
+    def predict(self, prior, x, sigma, cond, positive, memory):
+        null = {key: self._batched((self.null or {}).get(key), x) for key in cond}
         return denoise_counted(prior, x, sigma, **null)
 
     @staticmethod
@@ -75,6 +92,7 @@ class NullCondition(NegativeBranch):
         return value
 
 
+@dataclasses.dataclass(frozen=True)
 class IndependentCondition(NegativeBranch):
     """ICG's negative branch: class labels drawn uniformly from the prior's classes (its null label left out),
     independently of the condition, once per sample and run."""
@@ -82,7 +100,7 @@ class IndependentCondition(NegativeBranch):
     stateful: ClassVar[bool] = True
 
     def check(self, prior, cond: dict) -> None:
-        if "class_labels" not in cond or cond["class_labels"] is None:
+        if cond.get("class_labels") is None:
             raise ValueError("independent-condition guidance (ICG) draws random class labels and needs a "
                              "class-conditional prior called with class_labels (--class-label N)")
         self._classes(prior)
@@ -97,7 +115,7 @@ class IndependentCondition(NegativeBranch):
         null_label = getattr(prior, "null_label", None)
         return classes if null_label is None else classes[classes != null_label]
 
-    def predict(self, prior, x, sigma, cond, memory):
+    def predict(self, prior, x, sigma, cond, positive, memory):
         if "icg_labels" not in memory:
             classes = self._classes(prior)
             pick = randint(len(classes), (x.shape[0],), memory.get("generator"), device=x.device)
@@ -105,21 +123,52 @@ class IndependentCondition(NegativeBranch):
         return denoise_counted(prior, x, sigma, **dict(cond, class_labels=memory["icg_labels"]))
 
 
+@dataclasses.dataclass(frozen=True)
 class WeakerModel(NegativeBranch):
-    """Autoguidance's negative branch: another denoiser of the same data, weaker than the guided one,
-    called with the same condition."""
+    """Autoguidance's negative branch: another denoiser of the same data, weaker than the guided one
+    (smaller, trained for less), called with the same condition."""
 
-    def __init__(self, weak_prior):
-        self.weak_prior = weak_prior
+    weak_prior: Any = None
 
     def check(self, prior, cond: dict) -> None:
+        if self.weak_prior is None:
+            raise ValueError("autoguidance needs the weaker model: WeakerModel(weak_prior)")
         if tuple(self.weak_prior.shape) != tuple(prior.shape):
             raise ValueError(f"the weaker model's images have shape {tuple(self.weak_prior.shape)}, the guided "
                              f"model's {tuple(prior.shape)}; autoguidance needs two models of the same data")
 
-    def predict(self, prior, x, sigma, cond, memory):
+    def predict(self, prior, x, sigma, cond, positive, memory):
         return denoise_counted(self.weak_prior, x, sigma, **cond)
 
     @property
     def config(self) -> dict:
-        return dict(super().config, weak_prior=getattr(self.weak_prior, "model_config", type(self.weak_prior).__name__))
+        return {"negative": "WeakerModel",
+                "weak_prior": getattr(self.weak_prior, "model_config", type(self.weak_prior).__name__)}
+
+
+@dataclasses.dataclass(frozen=True)
+class PerturbedAttention(NegativeBranch):
+    """The same network with its self-attention ``layers`` (``"mid"``, ``"all"`` or dotted names separated by
+    ``;``) perturbed by ``mode``: ``"identity"`` (PAG), ``"blur"`` (SEG, queries blurred by ``blur_sigma``
+    tokens, ``inf`` for their mean) or ``"skip"`` (skip-layer guidance)."""
+
+    limits = {"mode": one_of(*MODES), "blur_sigma": Number(0.0, low_open=True, allow_inf=True).about("the query blur in tokens")}
+
+    mode: str = "identity"
+    layers: str = "mid"
+    blur_sigma: float = math.inf
+
+    def _layers(self, prior) -> list[str]:
+        unet = getattr(prior, "unet", None)
+        if unet is None:
+            raise ValueError(f"attention guidance perturbs a diffusers UNet's self-attention; "
+                             f"{type(prior).__name__} has no .unet")
+        names = self.layers if self.layers in ("mid", "all") else self.layers.split(";")
+        return self_attention_layers(unet, names)
+
+    def check(self, prior, cond: dict) -> None:
+        self._layers(prior)
+
+    def predict(self, prior, x, sigma, cond, positive, memory):
+        with perturbed_attention(prior.unet, self._layers(prior), self.mode, self.blur_sigma):
+            return denoise_counted(prior, x, sigma, **cond)
