@@ -42,6 +42,7 @@ GUIDANCE = {name: (f"diffguide.guidance.{rule}", f"diffguide.guidance.{negative}
     "magnitude-cfg": ("cfg_variants:MagnitudeAwareCFG", "negatives:NullCondition", {}, {}),
     "adaptive-cfg": ("adaptive:AdaptiveCFG", "negatives:NullCondition", {}, {}),
     "icg": ("cfg:CFG", "negatives:IndependentCondition", {}, {}),
+    "autoguidance": ("cfg:CFG", "negatives:WeakerModel", {}, {"scale": 2.0}),
     "pag": ("perturbation:PerturbationGuidance", "negatives:PerturbedAttention", {"mode": "identity"}, {}),
     "seg": ("perturbation:PerturbationGuidance", "negatives:PerturbedAttention", {"mode": "blur"}, {}),
     "skip-layer": ("perturbation:PerturbationGuidance", "negatives:PerturbedAttention", {"mode": "skip"}, {"scale": 1.0}),

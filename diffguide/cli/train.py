@@ -7,6 +7,8 @@ from .lazy import resolve
 
 #: training images, network config and batch augmentation (or None) of each shipped prior, as ``"module:name"``
 DATA = {"digits": ("diffguide.data.digits:digits_train", "diffguide.training.unet:unet_config", None),
+        "digits-autoguide": ("diffguide.data.digits:digits_train", "diffguide.training.unet:autoguidance_unet_config",
+                             None),
         "photos": ("diffguide.data.photos:photos_train", "diffguide.training.unet:photos_unet_config", None),
         "ns-vorticity": ("diffguide.data.ns_vorticity_set:ns_vorticity_train",
                          "diffguide.training.unet:ns_vorticity_unet_config",
@@ -14,7 +16,7 @@ DATA = {"digits": ("diffguide.data.digits:digits_train", "diffguide.training.une
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a diffusion prior (digits, photos or ns-vorticity)",
+    p = subparsers.add_parser("train", help="train a diffusion prior (digits, digits-autoguide, photos or ns-vorticity)",
                               description="Train a UNet prior with EMA, bf16 autocast on --device, checkpoints "
                                           "every few minutes and a log in --out; rerun the same command to resume. "
                                           "The result is exported to --out/final (diffusers layout + card.json).")

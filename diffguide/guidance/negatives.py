@@ -24,6 +24,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import functools
 import math
 from typing import Any, ClassVar
 
@@ -126,24 +127,39 @@ class IndependentCondition(NegativeBranch):
 @dataclasses.dataclass(frozen=True)
 class WeakerModel(NegativeBranch):
     """Autoguidance's negative branch: another denoiser of the same data, weaker than the guided one
-    (smaller, trained for less), called with the same condition."""
+    (smaller, trained for less), called with the same condition: a denoiser, or the name of a shipped
+    prior (default ``"digits-autoguide"``, the ``digits`` prior's weaker twin), moved to the state's device."""
 
-    weak_prior: Any = None
+    weak_prior: Any = "digits-autoguide"
+
+    def model(self):
+        """The weaker denoiser (a shipped prior is loaded once)."""
+        return _shipped(self.weak_prior) if isinstance(self.weak_prior, str) else self.weak_prior
 
     def check(self, prior, cond: dict) -> None:
-        if self.weak_prior is None:
-            raise ValueError("autoguidance needs the weaker model: WeakerModel(weak_prior)")
-        if tuple(self.weak_prior.shape) != tuple(prior.shape):
-            raise ValueError(f"the weaker model's images have shape {tuple(self.weak_prior.shape)}, the guided "
+        weak = self.model()
+        if tuple(weak.shape) != tuple(prior.shape):
+            raise ValueError(f"the weaker model's images have shape {tuple(weak.shape)}, the guided "
                              f"model's {tuple(prior.shape)}; autoguidance needs two models of the same data")
 
     def predict(self, prior, x, sigma, cond, positive, memory):
-        return denoise_counted(self.weak_prior, x, sigma, **cond)
+        weak = self.model()
+        if isinstance(weak, torch.nn.Module):
+            weak = weak.to(x.device)
+        return denoise_counted(weak, x, sigma, **cond)
 
     @property
     def config(self) -> dict:
-        return {"negative": "WeakerModel",
-                "weak_prior": getattr(self.weak_prior, "model_config", type(self.weak_prior).__name__)}
+        weak = self.model()
+        return {"negative": "WeakerModel", "weak_prior": self.weak_prior if isinstance(self.weak_prior, str)
+                else getattr(weak, "model_config", type(weak).__name__)}
+
+
+@functools.lru_cache(maxsize=4)
+def _shipped(name: str):
+    from ..priors.embedded import load
+
+    return load(name)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,10 @@ Digits network: a diffusers ``UNet2DModel`` for 16x16x1 images, class-conditiona
 unconditional / classifier-free guided sampling). Channels (32, 64, 64) at
 16x16 -> 8x8 -> 4x4, self-attention at 8x8 and in the 4x4 middle block.
 
+Digits autoguidance network (``digits-autoguide``): the digits network at a quarter of the width,
+channels (16, 32, 32) with the same blocks and attention, trained briefly on the same data: the
+"weaker version of the same model" that autoguidance (Karras et al. 2024) guides away from.
+
 Photos network: unconditional RGB, channels (48, 96, 96) at 32x32 -> 16x16 -> 8x8,
 two residual blocks per level and no attention anywhere, so it is purely
 convolutional: trained on 32x32 crops, it runs on any image whose sides are
@@ -66,6 +70,11 @@ def unet_config(**overrides: Any) -> dict[str, Any]:
     )
     config.update(overrides)
     return config
+
+
+def autoguidance_unet_config(**overrides: Any) -> dict[str, Any]:
+    """Keyword arguments of ``UNet2DModel`` for the digits prior's weaker twin (module docstring)."""
+    return unet_config(**{"block_out_channels": (16, 32, 32), "attention_head_dim": 16, **overrides})
 
 
 def photos_unet_config(**overrides: Any) -> dict[str, Any]:
