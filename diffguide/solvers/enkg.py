@@ -27,7 +27,8 @@ ensemble Kalman update (checked against the authors' code, github.com/devzhk/enk
    (the authors' code writes the floor as ``+ r``, unscaled; the same for ``guidance_scale = 1``).
 
 Then the prior step ``x_{i+1} = Euler(x_i, D(x_i, sigma_i))`` from the updated particles.
-Guided steps are those with ``guidance_start <= i / N < guidance_stop`` (the authors' code has
+Guided steps are those with ``guidance_start <= i / N < guidance_stop``, the noise levels of
+``NoiseInterval.of_steps`` (the authors' code has
 ``start < i / N`` strictly: one step's difference at most).
 
 Defaults are the authors' Navier-Stokes configuration (``configs/algorithm/enkg.yaml``):
@@ -63,6 +64,7 @@ import dataclasses
 
 import torch
 
+from ..guidance.interval import NoiseInterval
 from ..rewards.likelihood import Likelihood
 from ..validation import fraction, integer, non_negative, one_of, ordered
 from .base import Solver
@@ -147,6 +149,7 @@ class EnKG(Solver):
             raise ValueError(f"EnKG's ensemble is the batch and needs at least 2 particles, got {x.shape[0]}")
 
     def guided(self, i: int, n_steps: int) -> bool:
+        """Is step ``i`` of ``n_steps`` guided? The rule ``NoiseInterval.of_steps`` gives as noise levels."""
         return self.guidance_start <= i / n_steps < self.guidance_stop
 
     def inner_steps(self, i: int, n_steps: int) -> int:
@@ -160,8 +163,9 @@ class EnKG(Solver):
 
     def sample(self, run, reward, x):
         n_steps = len(run.sigmas) - 1
+        window = NoiseInterval.of_steps(run.sigmas, self.guidance_start, self.guidance_stop)
         for i, sigma, sigma_next in run.steps():
-            if self.guided(i, n_steps):
+            if window.contains(sigma):
                 inner = inner_sigmas(run.sigmas, i, self.inner_steps(i, n_steps))
                 for _ in range(self.updates):
                     x = ensemble_kalman_update(run.denoise, reward, x, inner, self.step_size(i, n_steps),

@@ -10,7 +10,8 @@ target ``r*`` as classifier guidance pulls a label, with a distance ``d`` in pla
 The authors' implementation realises the gradient term as ``recurrent_steps`` Adam
 steps (learning rate ``w_rg = 2e-2``, a fresh optimiser at every sampling step) on the
 VP latent ``z_i = x_i / sqrt(1 + sigma_i^2)``, taken only on the steps inside
-``guidance_interval`` (their ``rg_ratio = [0, 0.5]``: the first half), followed by the
+``guidance_interval`` (their ``rg_ratio = [0, 0.5]``: the first half; ends rounded down to whole
+steps, ``int(a N) <= i < int(b N)``, as noise levels by ``NoiseInterval.of_steps``), followed by the
 ordinary DDIM step (``eta = 1`` for spatial control, ``eta = 0`` for drag editing). One
 fresh Adam step moves each element by ``w_rg g / (|g| + 1e-8)``, about ``w_rg sign(g)``:
 the gradient is normalised per element, whatever the scale of ``d``. In the VE state
@@ -41,6 +42,7 @@ import dataclasses
 
 import torch
 
+from ..guidance.interval import NoiseInterval
 from ..models.readout import FeatureCapture
 from ..rewards.readout import ReadoutReward
 from ..types import sigma_batch
@@ -82,9 +84,11 @@ class ReadoutGuidance(Solver):
 
     def sample(self, run, reward, x):
         n = len(run.sigmas) - 1
-        first, last = int(self.guidance_interval[0] * n), int(self.guidance_interval[1] * n)
+        # the authors' rg_ratio rounds the window's ends down to whole steps: steps int(a N) <= i < int(b N)
+        first, last = (int(fraction * n) for fraction in self.guidance_interval)
+        window = NoiseInterval.of_steps(run.sigmas, first / n, last / n)
         for i, sigma, sigma_next in run.steps():
-            if first <= i < last:
+            if window.contains(sigma):
                 x, x0 = self.guide(run, reward, x, sigma)
             else:
                 x0 = run.denoise(x, sigma)

@@ -16,8 +16,8 @@ InverseBench implementation; the authors' music code evaluates the network at th
 timestep). Only forward evaluations of ``r``: any reward, differentiable or not, a black box
 included.
 
-Guided steps are those with ``guidance_start <= i / N < guidance_stop`` and ``sigma_{i+1} > 0``
-(the last step has no noise to choose); the others are plain ancestral steps. Defaults are the
+Guided steps are those with ``guidance_start <= i / N < guidance_stop`` (the noise levels of
+``NoiseInterval.of_steps``) and ``sigma_{i+1} > 0`` (the last step has no noise to choose); the others are plain ancestral steps. Defaults are the
 paper's (its code's ``scg.num_samples = 16``, guidance from ``t = 750`` of 1000 down to 0, DDPM):
 ``candidates = 16``, the last 75% of the steps. ``candidates = 1`` is DDPM, draw for draw.
 
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..guidance.interval import NoiseInterval
 from ..validation import Number, fraction, integer, ordered
 from .base import Solver
 from .best_of_n import keep_best
@@ -64,10 +65,10 @@ class SCG(Solver):
                 "guidance_stop", self.guidance_stop)
 
     def sample(self, run, reward, x):
-        n_steps = len(run.sigmas) - 1
+        window = NoiseInterval.of_steps(run.sigmas, self.guidance_start, self.guidance_stop)
         for i, sigma, sigma_next in run.steps():
             x0 = run.denoise(x, sigma)
-            if self.guidance_start <= i / n_steps < self.guidance_stop and sigma_next > 0:
+            if window.contains(sigma) and sigma_next > 0:
                 best, best_score = None, None
                 for _ in range(self.candidates):  # x_{i+1}^k, scored by r(D(x_{i+1}^k, sigma_{i+1}))
                     candidate = ddim_step(x, x0, sigma, sigma_next, self.eta, run.noise_like(x))

@@ -35,7 +35,7 @@ Step size (paper's updates are in VP variables ``z = x / sqrt(1 + sigma^2)``; ap
   gradient step in the VP state (as ``DPS(step_size="constant")``).
 
 Guidance is applied on the steps ``i`` with ``guidance_start <= i / N < guidance_stop`` of the
-``N`` steps, ``repeats`` times each; other steps are plain DDIM steps. Defaults are those of the
+``N`` steps (the noise levels of ``NoiseInterval.of_steps``), ``repeats`` times each; other steps are plain DDIM steps. Defaults are those of the
 authors' code (github.com/HanshuYAN/AdjointDPM, style guidance): ``n = 4`` inner steps, 2 repeats
 on the middle 40% of the steps (30..70 of 100), deterministic DDIM.
 
@@ -52,6 +52,7 @@ from typing import Callable, Literal, NamedTuple
 import torch
 
 from ..counting import count
+from ..guidance.interval import NoiseInterval
 from ..types import per_sample
 from ..validation import fraction, integer, non_negative, one_of, ordered
 from .base import Solver
@@ -140,9 +141,9 @@ class SymplecticAdjointGuidance(Solver):
         return self.rho * torch.sqrt((1 + sigma**2) * (1 + sigma_next**2)) * grad  # VP step -> VE step
 
     def sample(self, run, reward, x):
-        n_steps = len(run.sigmas) - 1
+        window = NoiseInterval.of_steps(run.sigmas, self.guidance_start, self.guidance_stop)
         for i, sigma, sigma_next in run.steps():
-            guided = self.guidance_start <= i / n_steps < self.guidance_stop
+            guided = bool(window.contains(sigma))
             for repeat in range(self.repeats if guided else 1):
                 if repeat > 0:  # time travel: x is at sigma_{i+1}; back to sigma_i with fresh noise
                     x = renoise(x, sigma, sigma_next, run.noise_like(x))
