@@ -61,6 +61,7 @@ from ..validation import Number, flag, fraction, integer, one_of
 from .base import Solver
 from .likelihood_checks import require_linear_gaussian
 from .steps import ancestral_sigmas, renoise
+from .time_travel import time_travel
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -111,10 +112,15 @@ class DDNM(Solver):
             x, x0 = self._step(run, reward, svd, y, x, sigma, sigma_next)
             if self.travel_repeat > 1 and (i + 1) % length == 0 and i + 1 < n:
                 start = i + 1 - length
-                for _ in range(self.travel_repeat - 1):
-                    x = renoise(x, run.sigmas[start], sigma_next, run.noise_like(x))
+
+                def segment(x):  # steps start .. i again
                     for j in range(start, i + 1):
                         x, x0 = self._step(run, reward, svd, y, x, run.sigmas[j], run.sigmas[j + 1])
+                    return x, x0
+
+                # the first pass was the main loop's: back L levels, then the r - 1 passes left
+                x = renoise(x, run.sigmas[start], sigma_next, run.noise_like(x))
+                x, x0 = time_travel(segment, x, run.sigmas[start], sigma_next, self.travel_repeat - 1, run)
             run.record(i, sigma_next, x, x0)
         return x
 

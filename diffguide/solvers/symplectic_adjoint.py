@@ -57,7 +57,8 @@ from ..types import per_sample
 from ..validation import fraction, integer, non_negative, one_of, ordered
 from .base import Solver
 from .ode_estimate import Denoise, inner_sigmas, ode_step
-from .steps import ddim_step, renoise
+from .steps import ddim_step
+from .time_travel import time_travel
 
 
 class AdjointEstimate(NamedTuple):
@@ -144,9 +145,8 @@ class SymplecticAdjointGuidance(Solver):
         window = NoiseInterval.of_steps(run.sigmas, self.guidance_start, self.guidance_stop)
         for i, sigma, sigma_next in run.steps():
             guided = bool(window.contains(sigma))
-            for repeat in range(self.repeats if guided else 1):
-                if repeat > 0:  # time travel: x is at sigma_{i+1}; back to sigma_i with fresh noise
-                    x = renoise(x, sigma, sigma_next, run.noise_like(x))
+
+            def step(x):
                 if guided:  # stages 1 and 2: n-step estimate and its adjoint gradient
                     estimate = adjoint_gradient(run.denoise, x, inner_sigmas(run.sigmas, i, self.inner_steps), reward)
                     denoised = estimate.denoised
@@ -154,6 +154,8 @@ class SymplecticAdjointGuidance(Solver):
                     denoised = run.denoise(x, sigma)
                 noise = run.noise_like(x) if self.eta > 0 else None
                 x_next = ddim_step(x, denoised, sigma, sigma_next, self.eta, noise)
-                x = x_next + self.guidance(estimate.grad, sigma, sigma_next) if guided else x_next
+                return x_next + self.guidance(estimate.grad, sigma, sigma_next) if guided else x_next, denoised
+
+            x, denoised = time_travel(step, x, sigma, sigma_next, self.repeats if guided else 1, run)
             run.record(i, sigma_next, x, denoised)
         return x

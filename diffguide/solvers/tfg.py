@@ -52,7 +52,8 @@ from ..noise import randn
 from ..validation import flag, fraction, integer, non_negative, one_of
 from .base import Solver
 from .likelihood_objective import guidance_objective, limited_step, noise_level_value
-from .steps import ddim_step, renoise
+from .steps import ddim_step
+from .time_travel import time_travel
 from .universal_guidance import backward_guidance
 
 STRENGTH_SCHEDULES = ("increase", "decrease", "constant")
@@ -144,7 +145,7 @@ class TFG(Solver):
         mean_steps = self.n_iter if self.mu != 0 else 0
         generator = smoothing_generator(run.generator) if self.gamma > 0 else None
         for i, sigma, sigma_next in run.steps():
-            for n in range(self.n_recur):
+            def guided_step(x):
                 noise = None  # 1. the smoothing draws, shared by both guidance terms of this recurrence
                 if self.gamma > 0:
                     noise = gamma[i] * randn((self.mc_samples, *x.shape), generator, dtype=x.dtype,
@@ -159,9 +160,8 @@ class TFG(Solver):
                 # 4. mean guidance Delta_0
                 mean = backward_guidance(objective, x0, mu[i], mean_steps, floor=noise_level_value(reward))
                 step_noise = run.noise_like(x) if self.eta > 0 else None
-                x_next = ddim_step(x, x0, sigma, sigma_next, self.eta, step_noise) + variance + mean  # 5.
-                if n < self.n_recur - 1:  # 6. recurrence: back to sigma with fresh noise
-                    x = renoise(x_next, sigma, sigma_next, run.noise_like(x))
-            x = x_next
-            run.record(i, sigma_next, x, x0 + mean)
+                return ddim_step(x, x0, sigma, sigma_next, self.eta, step_noise) + variance + mean, x0 + mean  # 5.
+
+            x, x0 = time_travel(guided_step, x, sigma, sigma_next, self.n_recur, run)  # 6. recurrence
+            run.record(i, sigma_next, x, x0)
         return x

@@ -43,7 +43,8 @@ from ..counting import count
 from ..validation import flag, fraction, integer, non_negative, positive
 from .base import Solver
 from .likelihood_objective import guidance_objective, limited_step, noise_level_value
-from .steps import ddim_step, renoise
+from .steps import ddim_step
+from .time_travel import time_travel
 
 
 def backward_guidance(objective: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, step_size,
@@ -94,7 +95,7 @@ class UniversalGuidance(Solver):
     def sample(self, run, reward, x):
         reward = guidance_objective(reward, run, self.normalize, per_step=False)
         for i, sigma, sigma_next in run.steps():
-            for n in range(self.recurrence):
+            def guided_step(x):
                 if self.scale != 0:  # forward guidance, eq. 6: x0_hat = D(x) + s sigma^2 grad_x r(D(x))
                     x0, _, grad = run.denoise_with_grad(x, sigma, reward)
                     x0_hat = x0 + self.scale * sigma**2 * grad
@@ -104,9 +105,8 @@ class UniversalGuidance(Solver):
                 x0_hat = run.clip(x0_hat + backward_guidance(reward, x0_hat, self.backward_lr, self.backward_steps,
                                                             floor=noise_level_value(reward)))
                 noise = run.noise_like(x) if self.eta > 0 else None
-                x_next = ddim_step(x, x0_hat, sigma, sigma_next, self.eta, noise)  # z_{t-1} = S(z_t, eps_hat, t)
-                if n < self.recurrence - 1:  # self-recurrence: z_t = sqrt(a_t/a_{t-1}) z_{t-1} + sqrt(1 - a_t/a_{t-1}) eps'
-                    x = renoise(x_next, sigma, sigma_next, run.noise_like(x))
-            x = x_next
+                return ddim_step(x, x0_hat, sigma, sigma_next, self.eta, noise), x0_hat  # z_{t-1} = S(z_t, eps_hat, t)
+
+            x, x0_hat = time_travel(guided_step, x, sigma, sigma_next, self.recurrence, run)  # self-recurrence
             run.record(i, sigma_next, x, x0_hat)
         return x
