@@ -49,6 +49,7 @@ from ..counting import count
 from ..types import per_sample
 from ..validation import Number, flag, integer, non_negative, positive
 from .edict import EDICT, edict_chain, noise_estimate
+from .steps import vp_scale
 
 
 def _noise_estimate_with_vjp(run, z: torch.Tensor, sigma):
@@ -136,7 +137,7 @@ class DOODL(EDICT):
 
     def sample(self, run, reward, x):
         sigma_T = run.sigmas[0]
-        vp_scale = torch.sqrt(1 + sigma_T**2)  # x_T = vp_scale * z, z the paper's unit-variance latent
+        scale = vp_scale(sigma_T)  # x_T = scale * z, z the paper's unit-variance latent
         norm = x.flatten(1).norm(dim=1)
         velocity = torch.zeros_like(x)
         for k in range(self.iterations):
@@ -145,10 +146,10 @@ class DOODL(EDICT):
                 x0, y0 = InvertibleEDICT.apply(x_T, x_T, run, self.mix, self.leapfrog)  # the tied pair
                 count("grad_evals")  # the backward through the reward; the chain counts its own
                 (grad,) = torch.autograd.grad((reward(x0) + reward(y0)).sum(), x_T)
-            g = (self.lr / 4 * vp_scale * grad).clamp(-self.grad_clip, self.grad_clip)  # grad_z, clipped
+            g = (self.lr / 4 * scale * grad).clamp(-self.grad_clip, self.grad_clip)  # grad_z, clipped
             velocity = self.momentum * velocity + g
             noise_std = self.perturbation / self.grad_clip * g.flatten(1).abs().amax(dim=1)
-            x = x + vp_scale * (velocity + per_sample(noise_std, x) * run.noise_like(x))
+            x = x + scale * (velocity + per_sample(noise_std, x) * run.noise_like(x))
             if self.renormalize:
                 x = x * per_sample(norm / x.flatten(1).norm(dim=1), x)
             run.record(k, sigma_T, x, x0.detach())

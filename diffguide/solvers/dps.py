@@ -20,7 +20,7 @@ likelihood gradient through the denoiser (Algorithm 1):
 
 The paper's updates are in VP variables ``z = x / sqrt(1 + sigma^2)``; rewritten for the
 VE state ``x`` a VP step ``-zeta grad_z`` is ``-zeta sqrt((1 + sigma_i^2)(1 + sigma_{i+1}^2)) grad_x``,
-which is what is applied here, so ``zeta`` means what it means in the paper.
+which is what is applied here (``steps.vp_gradient_step_scale``), so ``zeta`` means what it means in the paper.
 
 Requires a differentiable reward. Cost: one denoiser forward and one backward per step.
 """
@@ -29,13 +29,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-import torch
-
 from ..rewards.likelihood import Likelihood
 from ..validation import fraction, non_negative, one_of
 from .base import Solver
 from .likelihood_objective import guidance_objective, limited_step, noise_level_value
-from .steps import ddim_step
+from .steps import ddim_step, vp_gradient_step_scale
 
 DEFAULT_ZETA = {"scaled": 6.0, "paper": 1.0, "constant": 1.0}
 
@@ -78,8 +76,8 @@ class DPS(Solver):
         for i, sigma, sigma_next in run.steps():
             x0, values, grad = run.denoise_with_grad(x, sigma, objective)
             noise = run.noise_like(x) if self.eta > 0 else None
-            vp_scale = torch.sqrt((1 + sigma**2) * (1 + sigma_next**2))  # VP step -> VE step
-            step = limited_step(self.zeta * vp_scale, noise_level_value(objective), values, grad)
+            vp_step = vp_gradient_step_scale(sigma, sigma_next)  # VP step -> VE step
+            step = limited_step(self.zeta * vp_step, noise_level_value(objective), values, grad)
             x = ddim_step(x, run.clip(x0), sigma, sigma_next, self.eta, noise) + step * grad
             run.record(i, sigma_next, x, x0)
         return x

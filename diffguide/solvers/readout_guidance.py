@@ -48,7 +48,7 @@ from ..rewards.readout import ReadoutReward
 from ..types import sigma_batch
 from ..validation import fraction, integer, non_negative, span
 from .base import Solver
-from .steps import ddim_step
+from .steps import ddim_step, vp_scale
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -99,7 +99,7 @@ class ReadoutGuidance(Solver):
 
     def guide(self, run, reward: ReadoutReward, x: torch.Tensor, sigma) -> tuple[torch.Tensor, torch.Tensor]:
         """The guided state ``x_i'`` and the clean estimate ``x0`` of the last denoiser call."""
-        scale = float(torch.sqrt(1 + sigma**2))  # x = scale * z
+        scale = float(vp_scale(sigma))  # x = scale * z
         state = x.clone()
         # Adam on z with learning rate w_rg, written on x: the gradient in z, the step times ``scale``
         adam = torch.optim.Adam([state], lr=self.weight * scale, maximize=True)

@@ -17,9 +17,10 @@ timestep). Only forward evaluations of ``r``: any reward, differentiable or not,
 included.
 
 Guided steps are those with ``guidance_start <= i / N < guidance_stop`` (the noise levels of
-``NoiseInterval.of_steps``) and ``sigma_{i+1} > 0`` (the last step has no noise to choose); the others are plain ancestral steps. Defaults are the
-paper's (its code's ``scg.num_samples = 16``, guidance from ``t = 750`` of 1000 down to 0, DDPM):
-``candidates = 16``, the last 75% of the steps. ``candidates = 1`` is DDPM, draw for draw.
+``NoiseInterval.of_steps``) and ``sigma_{i+1} > 0`` (the last step has no noise to choose); the
+others are plain ancestral steps. Defaults are the paper's (its code's ``scg.num_samples = 16``,
+guidance from ``t = 750`` of 1000 down to 0, DDPM): ``candidates = 16``, the last 75% of the steps.
+``candidates = 1`` is DDPM, draw for draw.
 
 Failures: a candidate whose reward is NaN (a black-box likelihood's failed simulation) is never
 kept; if every candidate of a sample fails, its first candidate (a plain ancestral step) is kept.

@@ -41,3 +41,17 @@ def renoise(x: torch.Tensor, sigma, sigma_next, noise: torch.Tensor) -> torch.Te
     """Back from ``sigma_next`` to ``sigma``: ``x + sqrt(sigma^2 - sigma_next^2) noise`` (the
     forward process between the two levels; the self-recurrence / time-travel step)."""
     return x + torch.sqrt(sigma**2 - sigma_next**2) * noise
+
+
+def vp_scale(sigma):
+    """``sqrt(1 + sigma^2)``: the VE state is ``x = vp_scale * z`` for the VP latent ``z`` of a paper's update
+    at ``sigma``, so a displacement ``dz`` of ``z`` moves ``x`` by ``vp_scale * dz``, and a gradient in ``z`` is
+    ``vp_scale`` times the gradient in ``x``."""
+    return torch.sqrt(1 + sigma**2)
+
+
+def vp_gradient_step_scale(sigma, sigma_next):
+    """``sqrt((1 + sigma^2)(1 + sigma_next^2))``: a VP step ``z_next += c grad_z r(z)`` (the gradient in
+    ``z`` at ``sigma``, the displacement of ``z`` at ``sigma_next``) on the VE state is
+    ``x_next += c * vp_gradient_step_scale * grad_x r``; ``vp_scale(sigma) * vp_scale(sigma_next)`` in one root."""
+    return torch.sqrt((1 + sigma**2) * (1 + sigma_next**2))

@@ -35,9 +35,10 @@ Step size (paper's updates are in VP variables ``z = x / sqrt(1 + sigma^2)``; ap
   gradient step in the VP state (as ``DPS(step_size="constant")``).
 
 Guidance is applied on the steps ``i`` with ``guidance_start <= i / N < guidance_stop`` of the
-``N`` steps (the noise levels of ``NoiseInterval.of_steps``), ``repeats`` times each; other steps are plain DDIM steps. Defaults are those of the
-authors' code (github.com/HanshuYAN/AdjointDPM, style guidance): ``n = 4`` inner steps, 2 repeats
-on the middle 40% of the steps (30..70 of 100), deterministic DDIM.
+``N`` steps (the noise levels of ``NoiseInterval.of_steps``), ``repeats`` times each (``time_travel``);
+other steps are plain DDIM steps. Defaults are those of the authors' code (github.com/HanshuYAN/AdjointDPM,
+style guidance): ``n = 4`` inner steps, 2 repeats on the middle 40% of the steps (30..70 of 100),
+deterministic DDIM.
 
 Requires a differentiable reward. Cost per guided step and repeat, with ``n_i = min(n, N - i)``
 inner steps (fewer levels remain near the end): ``2 n_i - 1`` NFE (``n_i`` forward, ``n_i - 1``
@@ -57,7 +58,7 @@ from ..types import per_sample
 from ..validation import fraction, integer, non_negative, one_of, ordered
 from .base import Solver
 from .ode_estimate import Denoise, inner_sigmas, ode_step
-from .steps import ddim_step
+from .steps import ddim_step, vp_gradient_step_scale, vp_scale
 from .time_travel import time_travel
 
 
@@ -138,8 +139,8 @@ class SymplecticAdjointGuidance(Solver):
         """The guidance displacement of the VE state for the gradient ``grad`` of the reward."""
         if self.step_size == "paper":
             rms = grad.flatten(1).pow(2).mean(1).sqrt().clamp_min(torch.finfo(grad.dtype).tiny)
-            return self.rho * torch.sqrt(1 + sigma_next**2) * grad / per_sample(rms, grad)
-        return self.rho * torch.sqrt((1 + sigma**2) * (1 + sigma_next**2)) * grad  # VP step -> VE step
+            return self.rho * vp_scale(sigma_next) * grad / per_sample(rms, grad)  # a VP displacement -> VE
+        return self.rho * vp_gradient_step_scale(sigma, sigma_next) * grad  # VP step -> VE step
 
     def sample(self, run, reward, x):
         window = NoiseInterval.of_steps(run.sigmas, self.guidance_start, self.guidance_stop)
