@@ -26,9 +26,6 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-import torch
-
-from ..counting import count
 from ..rewards.noisy_classifier import NoisyClassifierReward
 from ..types import sigma_batch
 from ..validation import fraction, non_negative
@@ -64,11 +61,8 @@ class ClassifierGuidance(Solver):
     def sample(self, run, reward, x):
         for i, sigma, sigma_next in run.steps():
             x0 = run.denoise(x, sigma)
-            with torch.enable_grad():  # grad_x log p(c | x, sigma): through the classifier only
-                state = x.detach().requires_grad_(True)
-                log_prob = reward.log_prob(state, sigma_batch(sigma, state))
-                count("grad_evals")
-                (grad,) = torch.autograd.grad(log_prob.sum(), state)
+            # grad_x log p(c | x, sigma): through the classifier only
+            _, grad = run.gradient(lambda state: reward.log_prob(state, sigma_batch(sigma, state)), x)
             x0_guided = x0 + self.scale * sigma**2 * grad  # eps_hat = eps - s sigma grad (Algorithm 2)
             noise = run.noise_like(x) if self.eta > 0 else None
             x = ddim_step(x, x0_guided, sigma, sigma_next, self.eta, noise)

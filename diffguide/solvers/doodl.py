@@ -45,25 +45,10 @@ import dataclasses
 
 import torch
 
-from ..counting import count
 from ..types import per_sample
 from ..validation import Number, flag, integer, non_negative, positive
 from .edict import EDICT, edict_chain, noise_estimate
 from .steps import vp_scale
-
-
-def _noise_estimate_with_vjp(run, z: torch.Tensor, sigma):
-    """``eps(z, sigma)`` (one NFE) and a function computing ``v^T d eps / dz`` (one backward)."""
-    with torch.enable_grad():
-        z = z.detach().requires_grad_(True)
-        eps = noise_estimate(run.denoise, z, sigma)
-
-    def vjp(v: torch.Tensor) -> torch.Tensor:
-        count("grad_evals")
-        (grad,) = torch.autograd.grad(eps, z, v)
-        return grad
-
-    return eps.detach(), vjp
 
 
 def edict_backward_step(run, x, y, grad_x, grad_y, sigma, sigma_next, mix: float, swap: bool):
@@ -82,12 +67,16 @@ def edict_backward_step(run, x, y, grad_x, grad_y, sigma, sigma_next, mix: float
     grad_x = mix * grad_x
     # undo (11) b_inter = b + h eps(a_inter) and (10) a_inter = a + h eps(b), with their gradients
     a, b, grad_a, grad_b = (y, x, grad_y, grad_x) if swap else (x, y, grad_x, grad_y)
-    eps, vjp = _noise_estimate_with_vjp(run, a, sigma)
-    b = b - h * eps
-    grad_a = grad_a + h * vjp(grad_b)
-    eps, vjp = _noise_estimate_with_vjp(run, b, sigma)
-    a = a - h * eps
-    grad_b = grad_b + h * vjp(grad_a)
+
+    def eps(z):
+        return noise_estimate(run.denoise, z, sigma)
+
+    eps_a, vjp = run.vjp(eps, a, grad_b)  # eps(a) and grad_b^T d eps / da: 1 NFE, 1 backward
+    b = b - h * eps_a
+    grad_a = grad_a + h * vjp
+    eps_b, vjp = run.vjp(eps, b, grad_a)
+    a = a - h * eps_b
+    grad_b = grad_b + h * vjp
     return (b, a, grad_b, grad_a) if swap else (a, b, grad_a, grad_b)
 
 
@@ -140,12 +129,12 @@ class DOODL(EDICT):
         scale = vp_scale(sigma_T)  # x_T = scale * z, z the paper's unit-variance latent
         norm = x.flatten(1).norm(dim=1)
         velocity = torch.zeros_like(x)
+        def reward_of_sample(x_T):  # both images of the tied pair scored; the chain counts its own backward
+            x0, y0 = InvertibleEDICT.apply(x_T, x_T, run, self.mix, self.leapfrog)
+            return reward(x0) + reward(y0), x0
+
         for k in range(self.iterations):
-            with torch.enable_grad():
-                x_T = x.detach().requires_grad_(True)
-                x0, y0 = InvertibleEDICT.apply(x_T, x_T, run, self.mix, self.leapfrog)  # the tied pair
-                count("grad_evals")  # the backward through the reward; the chain counts its own
-                (grad,) = torch.autograd.grad((reward(x0) + reward(y0)).sum(), x_T)
+            _, x0, grad = run.gradient(reward_of_sample, x, has_aux=True)
             g = (self.lr / 4 * scale * grad).clamp(-self.grad_clip, self.grad_clip)  # grad_z, clipped
             velocity = self.momentum * velocity + g
             noise_std = self.perturbation / self.grad_clip * g.flatten(1).abs().amax(dim=1)

@@ -1,7 +1,8 @@
 """One sampling run: the plumbing every solver loop shares.
 
 ``Run`` owns the denoiser call (counted, with the conditioning), the guidance
-gradient (counted, one backward), the step iterator with its progress bar, fresh
+gradients (``gradient``, ``vjp``, ``denoise_with_grad``, ``denoise_with_jacobian``: each backward
+counted as one ``grad_evals``), the step iterator with its progress bar, fresh
 noise from the run's generator, and the per-step record with the divergence checks
 (``divergence.DivergenceGuard``).
 Solver files then contain only their update rule.
@@ -60,17 +61,52 @@ class Run:
             return x0, x0
         return paired(x, sigma_batch(sigma, x), **self.cond)
 
+    def gradient(self, function: Callable, x: torch.Tensor, *, has_aux: bool = False):
+        """``values = function(x)`` (B,) and ``grad_x sum(values)``: one backward, one counted ``grad_evals``
+        (the denoiser's backward passes inside count themselves).
+
+        Returns ``(values, gradient)``; with ``has_aux``, ``function`` returns ``(values, aux)`` and this
+        ``(values, aux, gradient)``. ``values`` and the gradient are detached, ``aux`` is as returned."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            values, aux = function(x) if has_aux else (function(x), None)
+            count("grad_evals")
+            (grad,) = torch.autograd.grad(values.sum(), x)
+        return (values.detach(), aux, grad) if has_aux else (values.detach(), grad)
+
+    def vjp(self, function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, cotangent: torch.Tensor):
+        """``output = function(x)`` and the vector-Jacobian product ``cotangent^T d output / dx``: one backward,
+        one counted ``grad_evals``. Returns ``(output, product)``, detached; the graph is freed."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            output = function(x)
+            count("grad_evals")
+            (product,) = torch.autograd.grad(output, x, cotangent)
+        return output.detach(), product
+
     def denoise_with_grad(self, x: torch.Tensor, sigma, objective: Callable[[torch.Tensor], torch.Tensor]):
         """``x0 = D(x, sigma)`` and ``grad_x sum(objective(x0))`` with one forward and one backward.
 
         Returns ``(x0, objective values (B,), gradient)``, all detached."""
+        def value(x):
+            x0 = self.denoise(x, sigma)
+            return objective(x0), x0
+
+        values, x0, grad = self.gradient(value, x, has_aux=True)
+        return x0.detach(), values, grad
+
+    def denoise_with_jacobian(self, x: torch.Tensor, sigma) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x0 = D(x, sigma)`` (one NFE) and its Jacobian, (B, d, d), one backward pass (and ``grad_evals``)
+        per output coordinate (the samples are independent, so each pass gives one row for the whole batch)."""
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
-            x0 = self.denoise(x, sigma)
-            values = objective(x0)
-            count("grad_evals")
-            (grad,) = torch.autograd.grad(values.sum(), x)
-        return x0.detach(), values.detach(), grad
+            x0 = self.denoise(x, sigma).flatten(1)
+            rows = []
+            for k in range(x0.shape[1]):
+                count("grad_evals")
+                (row,) = torch.autograd.grad(x0[:, k].sum(), x, retain_graph=k < x0.shape[1] - 1)
+                rows.append(row.flatten(1))
+        return x0.detach().reshape(x.shape), torch.stack(rows, 1)
 
     def clip(self, x0: torch.Tensor) -> torch.Tensor:
         """Clamp a clean estimate to the prior's data range (no-op for an unbounded range)."""

@@ -43,7 +43,6 @@ from typing import Literal
 
 import torch
 
-from ..counting import count
 from ..noise import rand
 from ..operators.base import LinearOperator
 from ..rewards.likelihood import GaussianLikelihood, Likelihood
@@ -142,7 +141,7 @@ class TDS(Solver):
         noise_cov = likelihood.sigma_y**2 * torch.eye(a.shape[0], dtype=x.dtype, device=x.device)
 
         def twist(run, x, sigma):
-            x0, jacobian = _denoise_with_jacobian(run, x, sigma)  # jacobian[b, k, j] = d x0_k / d x_j
+            x0, jacobian = run.denoise_with_jacobian(x, sigma)  # jacobian[b, k, j] = d x0_k / d x_j
             cov = sigma**2 * 0.5 * (jacobian + jacobian.transpose(1, 2))
             chol, info = torch.linalg.cholesky_ex(a @ cov @ a.T + noise_cov)
             if bool(info.any()):
@@ -156,16 +155,3 @@ class TDS(Solver):
             return x0, self.twist_scale * log_twist, self.twist_scale * grad
         return twist
 
-
-def _denoise_with_jacobian(run, x: torch.Tensor, sigma):
-    """``x0 = D(x, sigma)`` (one NFE) and its Jacobian, (B, d, d), one backward pass per output
-    coordinate (the samples are independent, so each pass gives one row for the whole batch)."""
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        x0 = run.denoise(x, sigma).flatten(1)
-        rows = []
-        for k in range(x0.shape[1]):
-            count("grad_evals")
-            (row,) = torch.autograd.grad(x0[:, k].sum(), x, retain_graph=k < x0.shape[1] - 1)
-            rows.append(row.flatten(1))
-    return x0.detach().reshape(x.shape), torch.stack(rows, 1)

@@ -158,7 +158,7 @@ class TFG(Solver):
                     x0, variance = run.denoise(x, sigma), 0.0
                 x0 = run.clip(x0)
                 # 4. mean guidance Delta_0
-                mean = backward_guidance(objective, x0, mu[i], mean_steps, floor=noise_level_value(reward))
+                mean = backward_guidance(run, objective, x0, mu[i], mean_steps, floor=noise_level_value(reward))
                 step_noise = run.noise_like(x) if self.eta > 0 else None
                 return ddim_step(x, x0, sigma, sigma_next, self.eta, step_noise) + variance + mean, x0 + mean  # 5.
 

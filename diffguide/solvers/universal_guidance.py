@@ -39,7 +39,6 @@ from typing import Callable
 
 import torch
 
-from ..counting import count
 from ..validation import flag, fraction, integer, non_negative, positive
 from .base import Solver
 from .likelihood_objective import guidance_objective, limited_step, noise_level_value
@@ -47,18 +46,14 @@ from .steps import ddim_step
 from .time_travel import time_travel
 
 
-def backward_guidance(objective: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, step_size,
+def backward_guidance(run, objective: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, step_size,
                       steps: int, floor: float | None = None) -> torch.Tensor:
     """``Delta`` after ``steps`` gradient-ascent steps on ``objective(x0 + Delta)`` from ``Delta = 0``
     (Universal Guidance eq. 7; TFG's mean guidance). One counted backward per step, none through the denoiser.
     ``floor``: the objective's value at the noise level, which caps each step (``likelihood_objective.limited_step``)."""
     delta = torch.zeros_like(x0)
     for _ in range(steps):
-        with torch.enable_grad():
-            point = (x0 + delta).detach().requires_grad_(True)
-            count("grad_evals")
-            values = objective(point)
-            (grad,) = torch.autograd.grad(values.sum(), point)
+        values, grad = run.gradient(objective, x0 + delta)
         delta = delta + limited_step(step_size, floor, values, grad) * grad
     return delta
 
@@ -102,7 +97,7 @@ class UniversalGuidance(Solver):
                 else:
                     x0_hat = run.denoise(x, sigma)
                 # backward guidance, eqs. 7-8: x0_hat + Delta, and eps_hat re-derived from it in the step
-                x0_hat = run.clip(x0_hat + backward_guidance(reward, x0_hat, self.backward_lr, self.backward_steps,
+                x0_hat = run.clip(x0_hat + backward_guidance(run, reward, x0_hat, self.backward_lr, self.backward_steps,
                                                             floor=noise_level_value(reward)))
                 noise = run.noise_like(x) if self.eta > 0 else None
                 return ddim_step(x, x0_hat, sigma, sigma_next, self.eta, noise), x0_hat  # z_{t-1} = S(z_t, eps_hat, t)
