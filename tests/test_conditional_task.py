@@ -92,3 +92,19 @@ def test_trade_off_curves_join_the_specs_that_differ_only_in_their_scale():
     assert method_and_scale("ddim+cfg:scale=3,sigma_lo=0.3") == ("ddim+cfg:sigma_lo=0.3", "3")
     assert method_and_scale("dps:zeta=2+cfg:rescale=0.5,scale=2") == ("dps:zeta=2+cfg:rescale=0.5", "2")
     assert method_and_scale("ddim") == ("ddim", None)
+
+
+def test_autoguidance_guides_away_from_the_shipped_weaker_digits_model():
+    from diffguide.guidance import WeakerModel
+    from diffguide.priors import load
+
+    solver = parse_solver("ddim+autoguidance")
+    assert solver.rule == CFG(scale=2.0) and solver.negative == WeakerModel("digits-autoguide")
+    main_prior, weak = load("digits"), load("digits-autoguide")
+    x = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = {"class_labels": torch.tensor([1, 8])}
+    with torch.no_grad():
+        guided = solver.guided(main_prior)(x, 0.5, **labels)
+        p, n = main_prior(x, 0.5, **labels), weak(x, 0.5, **labels)
+    torch.testing.assert_close(guided, n + 2.0 * (p - n))
+    assert sum(t.numel() for t in weak.unet.parameters()) < sum(t.numel() for t in main_prior.unet.parameters()) / 3
