@@ -216,11 +216,11 @@ def trade_off_plot(summary: dict[tuple, dict], task: str, path: Path) -> bool:
     panels = TRADE_OFFS[task]
     fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels) + 2.0, 5.0), squeeze=False)
     for ax, (x_metric, y_metric, x_label, y_label) in zip(axes.flat, panels):
-        for method, scales in sorted(points.items()):
+        for k, (method, scales) in enumerate(sorted(points.items())):
             order = sorted(scales, key=lambda v: float(v) if v is not None else 1.0)
             xs = [mean(m[x_metric] for m in scales[v]) for v in order]
             ys = [mean(m[y_metric] for m in scales[v]) for v in order]
-            line, = ax.plot(xs, ys, marker="o", label=method)
+            line, = ax.plot(xs, ys, marker="osD^v<>ph*"[k % 10], color=plt.cm.tab20(k % 20), label=method)
             for x, y, v in zip(xs, ys, order):
                 if v is not None:
                     ax.annotate(v, (x, y), fontsize=6, color=line.get_color(), xytext=(2, 2), textcoords="offset points")

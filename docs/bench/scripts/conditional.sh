@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Class-conditional generation on digits (task digits-conditional): every guidance method over DDIM at
 # 25 steps, a sweep of its scale each; the conditional model alone (ddim) is CFG at scale 1. A guided
-# step costs two network passes (the predictor-corrector rows four: one corrector a level).
+# step costs two network passes (the predictor-corrector rows four: one corrector a level). The
+# autoguidance rows need the shipped digits-autoguide prior.
 set -e
 cd "$(dirname "$0")/../../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -17,6 +18,9 @@ for w in 2 3 5; do solvers+=("ddim+cfg-zero-star:scale=$w" "ddim+tangential-cfg:
 for w in 3 5 8; do solvers+=("ddim+magnitude-cfg:scale=$w"); done
 for t in 0.99 0.995 0.999; do solvers+=("ddim+adaptive-cfg:scale=3,threshold=$t"); done
 for w in 2 3; do solvers+=("ddim+icg:scale=$w" "pc+cfg:scale=$w"); done
+# away from a perturbed or weaker network (scale 0 is the conditional model alone)
+for s in 1 2 3; do solvers+=("ddim+pag:scale=$s" "ddim+seg:scale=$s" "ddim+autoguidance:scale=$((s + 1))"); done
+for s in 0.5 1 2; do solvers+=("ddim+sag:scale=$s" "ddim+skip-layer:scale=$s"); done
 args=()
 for s in "${solvers[@]}"; do args+=(--solver "$s"); done
 .venv/bin/diffguide bench digits-conditional --reduced --device cpu --workers "$WORKERS" --steps "$STEPS" \
