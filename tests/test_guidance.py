@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from diffguide.counting import counting
-from diffguide.guidance import (APG, CFG, AdaptiveCFG, CFGPlusPlus, CFGZeroStar, GuidedDenoiser, IndependentCondition,
+from diffguide.guidance import (APG, CFG, AdaptiveCFG, CFGPlusPlus, CFGZeroStar, GuidedDenoiser,
                                 MagnitudeAwareCFG, NoiseInterval, NullCondition, TangentialCFG, WeakerModel)
 from diffguide.priors import GaussianPrior
 from diffguide.solvers import DDIM, DPS
