@@ -123,3 +123,32 @@ def test_self_attention_guidance_blurs_where_the_map_exceeds_one_and_renoises_wi
     assert counts.nfe == 2 and 0 < mask.mean() < 1
     torch.testing.assert_close(out, p + 0.75 * (p - n), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(gaussian_blur(p, 1.0), blurred, atol=1e-6, rtol=1e-6)
+
+
+def test_a_text_conditioned_unet_takes_cfg_with_a_null_embedding_and_attention_perturbations():
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    from diffguide.guidance import CFG, NullCondition
+    from diffguide.priors.diffusers_unet import DiffusersDenoiser
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=12,
+                                attention_head_dim=4, norm_num_groups=4).eval()
+    prior = DiffusersDenoiser(unet, DDPMScheduler(num_train_timesteps=100).alphas_cumprod)
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    text, null = torch.randn(2, 3, 12), torch.zeros(1, 3, 12)
+    guided = GuidedDenoiser(prior, CFG(scale=4.0), NullCondition({"encoder_hidden_states": null}))
+    with torch.no_grad():
+        p = prior(x, 0.7, encoder_hidden_states=text)
+        n = prior(x, 0.7, encoder_hidden_states=null.expand(2, -1, -1))
+        torch.testing.assert_close(guided(x, 0.7, encoder_hidden_states=text), n + 4.0 * (p - n))
+        layers = self_attention_layers(unet, "all")
+        assert layers and all(name.endswith("attn1") for name in layers)  # cross-attention is left alone
+        for mode in MODES:
+            out = GuidedDenoiser(prior, PerturbationGuidance(scale=1.0), PerturbedAttention(mode=mode, layers="all",
+                                                                                            blur_sigma=1.0))(
+                x, 0.7, encoder_hidden_states=text)
+            assert torch.isfinite(out).all() and not torch.equal(out, p)
+        assert torch.equal(prior(x, 0.7, encoder_hidden_states=text), p)

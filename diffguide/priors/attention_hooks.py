@@ -14,8 +14,9 @@ the same bit for bit. Modes, for queries ``q``, keys ``k`` and values ``v`` of t
   ``blur_sigma`` tokens (reflect padding, kernel size ``ceil(6 sigma)`` made odd), and by the mean
   over the grid when ``blur_sigma`` is infinite: a smoothed attention energy (smoothed energy
   guidance, SEG: Hong, NeurIPS 2024);
-- ``"skip"``: the layer passes its input through unchanged (skip-layer / spatiotemporal skip
-  guidance, STG: Hyung et al. 2024).
+- ``"skip"``: the attention term is dropped, so the layer passes its input through (its own residual
+  connection, as in ``UNet2DModel``'s attention blocks) or adds nothing to the transformer block's
+  (``UNet2DConditionModel``) (skip-layer / spatiotemporal skip guidance, STG: Hyung et al. 2024).
 
 ``attention_maps(unet, layers)`` keeps, while open, the mean attention map over heads
 ``(B, hw, hw)`` of each named layer's last call, computed the same way as the network does
@@ -68,8 +69,8 @@ class PerturbedSelfAttention:
         if encoder_hidden_states is not None:
             raise ValueError("perturbed attention handles self-attention only, not cross-attention")
         residual = hidden_states
-        if self.mode == "skip":
-            return residual
+        if self.mode == "skip":  # the attention term is dropped: the layer adds nothing to its residual path
+            return residual / attn.rescale_output_factor if attn.residual_connection else torch.zeros_like(residual)
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
         batch, channels, height, width = hidden_states.shape if hidden_states.ndim == 4 else (None,) * 4
@@ -83,7 +84,10 @@ class PerturbedSelfAttention:
         else:
             query, key = attn.to_q(hidden_states), attn.to_k(hidden_states)
             if self.mode == "blur":
-                query = _blurred(query, height, width, self.blur_sigma)
+                side = height or math.isqrt(query.shape[1])
+                if side * (width or side) != query.shape[1]:
+                    raise ValueError(f"SEG blurs queries over a square token grid; {query.shape[1]} tokens are not one")
+                query = _blurred(query, side, width or side, self.blur_sigma)
             out = self._attend(attn, query, key, value)
         out = attn.to_out[1](attn.to_out[0](out))
         if batch is not None:
