@@ -25,6 +25,7 @@ SOLVERS = {name: f"diffguide.solvers.{target}" for name, target in {
     "mpgd": "tfg_family:MPGD", "lgd": "tfg_family:LGD", "ugd": "tfg_family:UGD",
     "sag": "symplectic_adjoint:SymplecticAdjointGuidance", "edict": "edict:EDICT", "doodl": "doodl:DOODL",
     "classifier-guidance": "classifier_guidance:ClassifierGuidance",
+    "calibrated-cg": "calibrated_classifier_guidance:CalibratedClassifierGuidance",
     "readout-guidance": "readout_guidance:ReadoutGuidance", "enkg": "enkg:EnKG", "scg": "scg:SCG",
     "dps-gsg": "dps_gsg:DPSGSG", "best-of-n": "best_of_n:BestOfN", "tds": "tds:TDS",
     "ddrm": "ddrm:DDRM", "ddnm": "ddnm:DDNM", "pigdm": "pigdm:PiGDM", "diffpir": "diffpir:DiffPIR", "daps": "daps:DAPS",
@@ -47,6 +48,8 @@ GUIDANCE = {name: (f"diffguide.guidance.{rule}", f"diffguide.guidance.{negative}
     "seg": ("perturbation:PerturbationGuidance", "negatives:PerturbedAttention", {"mode": "blur"}, {}),
     "skip-layer": ("perturbation:PerturbationGuidance", "negatives:PerturbedAttention", {"mode": "skip"}, {"scale": 1.0}),
     "sag": ("perturbation:PerturbationGuidance", "self_attention_blur:SelfAttentionBlur", {}, {"scale": 0.75}),
+    "gfcg": ("perturbation:PerturbationGuidance", "reference_class:ReferenceClass", {}, {"scale": 2.0}),
+    "tsg": ("perturbation:PerturbationGuidance", "negatives:PerturbedTimeEmbedding", {}, {"scale": 1.0}),
 }.items()}
 #: ``inpaint:mask=box,size=S``: the missing box's side as a fraction of the image's
 BOX_SIZE = Number(0.0, 1.0, low_open=True).about("the box's side as a fraction of the image's")

@@ -5,7 +5,7 @@ A guidance method combines several predictions of the same network into one clea
 (``CFG``, ``CFGPlusPlus``, ``APG``, ``AdaptiveCFG``, ``CFGZeroStar``, ``TangentialCFG``, ``MagnitudeAwareCFG``,
 ``PerturbationGuidance``) and a negative branch (``NullCondition``, ``IndependentCondition``,
 ``WeakerModel``, ``PerturbedAttention`` for PAG, SEG and skip-layer guidance, ``SelfAttentionBlur``
-for SAG), over an optional ``NoiseInterval`` of noise levels.
+for SAG, ``PerturbedTimeEmbedding`` for TSG, ``ReferenceClass`` for gradient-free classifier guidance), over an optional ``NoiseInterval`` of noise levels.
 """
 from .adaptive import AdaptiveCFG
 from .apg import APG
@@ -14,11 +14,13 @@ from .cfg_plus_plus import CFGPlusPlus
 from .cfg_variants import CFGZeroStar, MagnitudeAwareCFG, TangentialCFG
 from .guided_denoiser import GuidedDenoiser
 from .interval import NoiseInterval
-from .negatives import IndependentCondition, NegativeBranch, NullCondition, PerturbedAttention, WeakerModel
+from .negatives import (IndependentCondition, NegativeBranch, NullCondition, PerturbedAttention, PerturbedTimeEmbedding,
+                        WeakerModel)
 from .perturbation import PerturbationGuidance
+from .reference_class import ReferenceClass
 from .rule import GuidanceRule
 from .self_attention_blur import SelfAttentionBlur
 
 __all__ = ["APG", "AdaptiveCFG", "CFG", "CFGPlusPlus", "CFGZeroStar", "GuidanceRule", "GuidedDenoiser", "IndependentCondition",
            "MagnitudeAwareCFG", "NegativeBranch", "NoiseInterval", "NullCondition", "PerturbationGuidance",
-           "PerturbedAttention", "SelfAttentionBlur", "TangentialCFG", "WeakerModel"]
+           "PerturbedAttention", "PerturbedTimeEmbedding", "ReferenceClass", "SelfAttentionBlur", "TangentialCFG", "WeakerModel"]

@@ -86,7 +86,7 @@ class GuidedDenoiser(torch.nn.Module):
         """The prior's settings and the guidance's, JSON-able for a run's record."""
         return dict(getattr(self.prior, "model_config", {}),
                     guidance=dict(rule=type(self.rule).__name__, **dataclasses.asdict(self.rule),
-                                  **self.negative.config, interval=[self.interval.low, self.interval.high]))
+                                  negative=self.negative.config, interval=[self.interval.low, self.interval.high]))
 
     def forward(self, x: torch.Tensor, sigma, /, **cond) -> torch.Tensor:
         return self.denoise_with_direction(x, sigma, **cond)[0]

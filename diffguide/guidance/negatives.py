@@ -15,6 +15,8 @@ one; its refinements change only this branch:
 - ``PerturbedAttention``: ``D(x, sigma, c)`` with chosen self-attention layers perturbed
   (``priors.attention_hooks``): identity attention (PAG: Ahn et al., ECCV 2024), blurred queries
   (SEG: Hong, NeurIPS 2024) or skipped layers (STG: Hyung et al. 2024).
+- ``PerturbedTimeEmbedding``: ``D(x, sigma, c)`` with noise in the network's time-step embedding
+  (``priors.time_embedding_hooks``; TSG, from the same paper as ICG), for unconditional priors too.
 
 Branches are frozen dataclasses, so a spec names their fields (``pag:layers=all``). A branch's
 ``predict`` makes its network passes through ``denoise_counted``, so each counts once.
@@ -33,6 +35,7 @@ import torch
 from ..network_passes import denoise_counted
 from ..noise import randint
 from ..priors.attention_hooks import MODES, perturbed_attention, self_attention_layers
+from ..priors.time_embedding_hooks import perturbed_time_embedding
 from ..validation import CheckedFields, Number, one_of
 
 
@@ -61,7 +64,7 @@ class NegativeBranch(CheckedFields, abc.ABC):
     def config(self) -> dict:
         """What this branch is, JSON-able, for a run's record."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {"negative": type(self).__name__, **{k: v for k, v in fields.items() if isinstance(v, (int, float, str))}}
+        return {"branch": type(self).__name__, **{k: v for k, v in fields.items() if isinstance(v, (int, float, str))}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +154,7 @@ class WeakerModel(NegativeBranch):
     @property
     def config(self) -> dict:
         weak = self.model()
-        return {"negative": "WeakerModel", "weak_prior": self.weak_prior if isinstance(self.weak_prior, str)
+        return {"branch": "WeakerModel", "weak_prior": self.weak_prior if isinstance(self.weak_prior, str)
                 else getattr(weak, "model_config", type(weak).__name__)}
 
 
@@ -187,4 +190,31 @@ class PerturbedAttention(NegativeBranch):
 
     def predict(self, prior, x, sigma, cond, positive, memory):
         with perturbed_attention(prior.unet, self._layers(prior), self.mode, self.blur_sigma):
+            return denoise_counted(prior, x, sigma, **cond)
+
+
+@dataclasses.dataclass(frozen=True)
+class PerturbedTimeEmbedding(NegativeBranch):
+    """TSG's negative branch: the same network and condition, with Gaussian noise of
+    ``scale * (t / T)^power`` embedding standard deviations added to its sinusoidal time-step embedding
+    (``t`` the timestep the UNet is called at, ``T`` its training timesteps; ``power = 0``: the same
+    amplitude at every level). The noise is drawn afresh at every call from the run's generator."""
+
+    stateful: ClassVar[bool] = True
+    limits = {"scale": Number(0.0, low_open=True).about("the time-embedding noise in embedding stds"),
+              "power": Number(0.0).about("the exponent of t / T")}
+
+    scale: float = 1.0
+    power: float = 0.0
+
+    def check(self, prior, cond: dict) -> None:
+        unet = getattr(prior, "unet", None)
+        if getattr(unet, "time_proj", None) is None or not hasattr(prior, "timestep"):
+            raise ValueError(f"time-step guidance perturbs a diffusers UNet's time embedding; "
+                             f"{type(prior).__name__} has no .unet with a time_proj")
+
+    def predict(self, prior, x, sigma, cond, positive, memory):
+        fraction = prior.timestep(sigma).to(torch.float32) / len(prior.alphas_cumprod)
+        amplitude = self.scale * fraction.clamp(min=0.0) ** self.power
+        with perturbed_time_embedding(prior.unet, amplitude, memory.get("generator")):
             return denoise_counted(prior, x, sigma, **cond)

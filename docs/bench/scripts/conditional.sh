@@ -21,6 +21,9 @@ for w in 2 3; do solvers+=("ddim+icg:scale=$w" "pc+cfg:scale=$w"); done
 # away from a perturbed or weaker network (scale 0 is the conditional model alone)
 for s in 1 2 3; do solvers+=("ddim+pag:scale=$s" "ddim+seg:scale=$s" "ddim+autoguidance:scale=$((s + 1))"); done
 for s in 0.5 1 2; do solvers+=("ddim+sag:scale=$s" "ddim+skip-layer:scale=$s"); done
+# time-step guidance (noise in the time embedding) and gradient-free classifier guidance (the shipped
+# clean digit classifier, inference only, picks the reference class and weights the scale)
+for s in 1 2 4; do solvers+=("ddim+tsg:scale=$s" "ddim+gfcg:scale=$((s * 2))"); done
 args=()
 for s in "${solvers[@]}"; do args+=(--solver "$s"); done
 .venv/bin/diffguide bench digits-conditional --reduced --device cpu --workers "$WORKERS" --steps "$STEPS" \
