@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -66,6 +67,8 @@ class CalibratedClassifierGuidance(Solver):
     paper's DDPM settings. Requires a ``ClassifierReward``."""
 
     needs = "gradient"
+    #: what the reward must be: a classifier (its logits are calibrated), not any reward of ``x0``
+    reward_input: ClassVar[str] = "classifier"
     limits = {"scale": non_negative, "joint_temperature": positive, "margin_discount": positive,
               "softplus_beta": Number(0.0, low_open=True, allow_inf=True).about("the Softplus beta"),
               "gamma": non_negative}

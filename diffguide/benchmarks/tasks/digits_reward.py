@@ -7,6 +7,8 @@ digit. The guiding reward is the one the solver reads (``guiding_reward``):
 
 - solvers that score clean estimates ``x0`` (DPS with ``step_size="constant"``, universal
   guidance, FreeDoM, TFG): ``ClassifierReward`` with the shipped clean classifier;
+- solvers whose ``reward_input`` is ``"classifier"`` (``CalibratedClassifierGuidance``, which reads the
+  classifier's logits): the same ``ClassifierReward``;
 - solvers whose ``reward_input`` is ``"noisy"`` (``ClassifierGuidance``): ``NoisyClassifierReward``
   with the shipped noise-aware classifier, differentiated on the noisy state;
 - unguided solvers (``needs == "none"``: DDIM, DDPM, ...): no reward; their rows are the
@@ -66,7 +68,7 @@ def guiding_reward(solver, label: int | torch.Tensor):
     if solver.needs == "none":
         return None
     reads = solver.reward_input
-    if reads == "x0":
+    if reads in ("x0", "classifier"):
         return ClassifierReward(load_digit_classifier(), label)
     if reads == "noisy":
         return NoisyClassifierReward(load_digit_classifier(noise_aware=True), label)
