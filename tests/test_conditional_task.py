@@ -8,6 +8,7 @@ import torch
 from diffguide.benchmarks.harness import run_benchmark
 from diffguide.benchmarks.report import method_and_scale, write_report
 from diffguide.benchmarks.judge import diversity, judge_features, precision_recall
+from diffguide.benchmarks.tasks.digits_bold import DigitsBold
 from diffguide.benchmarks.tasks.digits_conditional import DigitsConditional, saturation
 from diffguide.cli import main
 from diffguide.cli.errors import UsageError
@@ -85,6 +86,22 @@ def test_the_conditional_task_scores_guided_and_plain_sampling_and_counts_both_p
     report = write_report(tmp_path).read_text()
     assert "judge accuracy / kernel distance" in report and (tmp_path / "digits_conditional_trade_off.png").is_file()
     assert main(["bench", "digits-conditional", "--instance", "digit-10", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_the_bold_task_composes_a_condition_with_a_reward_and_scores_both(tmp_path):
+    solvers = {spec: parse_solver(spec) for spec in ("ddim+cfg:scale=2", "scg:candidates=4+cfg:scale=2", "dps+cfg:scale=2")}
+    written = run_benchmark(DigitsBold(samples=16), solvers, seeds=1, steps=6, out=tmp_path, instances=["digit-3"])
+    rows = {record["solver"]: record for record in written}
+    condition, composed = rows["ddim+cfg:scale=2"], rows["scg:candidates=4+cfg:scale=2"]
+    assert condition["status"] == composed["status"] == "ok"
+    # SCG keeps, per sample, the candidate nearest the ink target: its samples are bolder as asked
+    assert composed["metrics"]["ink_error"] < condition["metrics"]["ink_error"]
+    assert composed["metrics"]["ink_fraction"] > condition["metrics"]["ink_fraction"]
+    assert condition["metrics"]["ink_error_real"] == composed["metrics"]["ink_error_real"] > 0
+    assert composed["network_passes"] > condition["network_passes"]
+    # the ink count has no gradient: a gradient-based solver is refused, as a failed row
+    assert rows["dps+cfg:scale=2"]["status"] == "failed" and "differentiable" in str(rows["dps+cfg:scale=2"]["error"])
+    assert "ink error" in write_report(tmp_path).read_text()
 
 
 def test_trade_off_curves_join_the_specs_that_differ_only_in_their_scale():

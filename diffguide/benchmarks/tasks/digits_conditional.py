@@ -66,22 +66,30 @@ class DigitsConditional:
     def instances(self, reduced: bool) -> list[str]:
         return list(REDUCED) if reduced else [f"digit-{k}" for k in range(10)]
 
+    def reward(self, solver):
+        """The reward the solver is handed: none (the condition guides, through the prior)."""
+        return None
+
     def run(self, instance: str, solver, seed: int, steps: int, reduced: bool) -> dict:
         if instance not in self.instances(reduced=False):
-            raise ValueError(f"unknown digits-conditional instance {instance!r}; expected digit-0 ... digit-9")
+            raise ValueError(f"unknown {self.name} instance {instance!r}; expected digit-0 ... digit-9")
         label = int(instance.removeprefix("digit-"))
         prior = load("digits")
         n = REDUCED_SAMPLES if reduced else self.samples
         g = torch.Generator().manual_seed(seed)
         sigmas = prior_sigmas(prior, steps)
         x = sigmas[0] * torch.randn(n, *prior.shape, generator=g)
-        samples = solve_on_device(solver, prior, None, x, sigmas, generator=g,
+        samples = solve_on_device(solver, prior, self.reward(solver), x, sigmas, generator=g,
                                   class_labels=torch.full((n,), label, dtype=torch.long)).clamp(*prior.data_range)
+        return {**self.score(samples, label, prior.data_range), "images": {"result": samples[:2]}}
+
+    def score(self, samples: torch.Tensor, label: int, data_range: tuple[float, float]) -> dict:
+        """The judge's metrics of clamped ``samples`` of digit ``label`` (module docstring)."""
         reference = references(label)
         precision, recall = precision_recall(samples, reference["real"])
         return {"judge_accuracy": judge_accuracy(samples, label),
                 "kernel_distance": kernel_distance(samples, reference["real"]),
                 "kernel_distance_floor": reference["kernel_distance_floor"],
                 "precision": precision, "recall": recall, "diversity": diversity(samples),
-                "diversity_real": reference["diversity_real"], "saturation": saturation(samples, prior.data_range),
-                "saturation_real": reference["saturation_real"], "images": {"result": samples[:2]}}
+                "diversity_real": reference["diversity_real"], "saturation": saturation(samples, data_range),
+                "saturation_real": reference["saturation_real"]}
