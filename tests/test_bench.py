@@ -155,3 +155,22 @@ def test_cli_bench_runs_on_a_dask_scheduler_address(tmp_path):
     remote = {(r["instance"], r["solver"].split(":")[0]): r["metrics"] for r in read_results(out)}
     assert remote == by_key  # the cluster's workers ran the same runs with the same numbers
     assert main(["bench", "gmm-posterior", "--reduced", "--scheduler", "tcp://127.0.0.1:1", "--out", str(out)]) == 2
+
+
+def test_the_weights_digest_of_a_run_key_changes_with_the_weights_not_with_their_evidence(tmp_path, monkeypatch):
+    from diffguide.benchmarks import settings
+    card = tmp_path / "toy" / "card.json"
+    card.parent.mkdir()
+    monkeypatch.setattr(settings, "WEIGHTS_DIR", tmp_path)
+
+    def digest(**fields):
+        card.write_text(json.dumps(fields))
+        settings.weights_digest.cache_clear()
+        return settings.weights_digest()
+
+    try:
+        first = digest(weights_sha256="aa", evidence={"mse": 1.0})
+        assert digest(weights_sha256="aa", evidence={"mse": 2.0, "note": "re-measured"}) == first
+        assert digest(weights_sha256="bb", evidence={"mse": 1.0}) != first
+    finally:
+        settings.weights_digest.cache_clear()

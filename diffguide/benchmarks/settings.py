@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import json
 
 from ..checked_weights import WEIGHTS_DIR
 
@@ -21,9 +22,11 @@ def task_params(task) -> dict:
 
 @functools.cache
 def weights_digest() -> str:
-    """A short digest of every shipped weights card (each holds its weights' sha256 and data range):
-    retrained or replaced priors and models change it."""
+    """A short digest of every shipped weights card (each holds its weights' sha256 and data range)
+    but its ``evidence``, a measurement of the weights that does not change a run: retrained or
+    replaced priors and models change it, re-measured evidence does not."""
     digest = hashlib.sha256()
     for card in sorted(WEIGHTS_DIR.glob("*/card.json")):
-        digest.update(card.parent.name.encode() + b"\0" + card.read_bytes() + b"\0")
+        settings = {key: value for key, value in json.loads(card.read_text()).items() if key != "evidence"}
+        digest.update(card.parent.name.encode() + b"\0" + json.dumps(settings, sort_keys=True).encode() + b"\0")
     return digest.hexdigest()[:16]
