@@ -10,6 +10,7 @@ from diffguide.benchmarks.report import method_and_scale, write_report
 from diffguide.benchmarks.judge import diversity, judge_features, precision_recall
 from diffguide.benchmarks.tasks.digits_bold import DigitsBold
 from diffguide.benchmarks.tasks.digits_conditional import DigitsConditional, saturation
+from diffguide.benchmarks.tasks.digits_unconditional import DigitsUnconditional, class_balance
 from diffguide.cli import main
 from diffguide.cli.errors import UsageError
 from diffguide.cli.specs import parse_solver
@@ -102,6 +103,21 @@ def test_the_bold_task_composes_a_condition_with_a_reward_and_scores_both(tmp_pa
     # the ink count has no gradient: a gradient-based solver is refused, as a failed row
     assert rows["dps+cfg:scale=2"]["status"] == "failed" and "differentiable" in str(rows["dps+cfg:scale=2"]["error"])
     assert "ink error" in write_report(tmp_path).read_text()
+
+
+def test_the_unconditional_task_samples_without_a_label_and_scores_the_class_balance(tmp_path):
+    _, _, held_out, labels = load_digits_split()
+    assert class_balance(held_out[labels == 4]) == pytest.approx(0.1)  # one digit only: TV 0.9 from uniform
+    assert class_balance(held_out) > 0.95
+    solvers = {"ddim": DDIM(), "ddim+pag:scale=2": parse_solver("ddim+pag:scale=2")}
+    written = run_benchmark(DigitsUnconditional(samples=8), solvers, seeds=1, steps=4, out=tmp_path)
+    rows = {record["solver"]: record for record in written}
+    assert [record["instance"] for record in written] == ["all-digits"] * 2
+    assert rows["ddim"]["nfe"] == 4 and rows["ddim+pag:scale=2"]["network_passes"] == 8
+    for record in written:
+        assert 0.1 <= record["metrics"]["class_balance"] <= 1.0 and "judge_accuracy" not in record["metrics"]
+    assert "class balance" in write_report(tmp_path).read_text()
+    assert main(["bench", "digits-unconditional", "--instance", "digit-3", "--out", str(tmp_path / "bad")]) == 2
 
 
 def test_trade_off_curves_join_the_specs_that_differ_only_in_their_scale():

@@ -38,6 +38,9 @@ HEADLINES = {
     "digits-bold": ("judge accuracy / ink error (real digits') / kernel distance",
                     lambda m: f"{m['judge_accuracy']:.3f} / {m['ink_error']:.3f} ({m['ink_error_real']:.3f}) / "
                               f"{m['kernel_distance']:.3f}"),
+    "digits-unconditional": ("class balance / kernel distance / precision / recall / saturation",
+                             lambda m: f"{m['class_balance']:.3f} / {m['kernel_distance']:.3f} / {m['precision']:.2f} / "
+                                       f"{m['recall']:.2f} / {m['saturation']:.3f}"),
     "navier-stokes": ("rel. L2 of the mean / of a sample, misfit, forward evaluations",
                       lambda m: f"{m['rel_l2_of_mean']:.3f} / {m['rel_l2']:.3f}, {m['misfit']:.1f}, "
                                 f"{m['operator_evals']:.0f} evals"),
@@ -189,6 +192,9 @@ TRADE_OFFS = {
     "digits-conditional": [("kernel_distance", "judge_accuracy", "kernel distance to held-out digits (lower is closer)",
                             "judge accuracy"),
                            ("recall", "precision", "recall (coverage)", "precision (fidelity)")],
+    "digits-unconditional": [("kernel_distance", "precision", "kernel distance to held-out digits (lower is closer)",
+                              "precision (fidelity)"),
+                             ("recall", "precision", "recall (coverage)", "precision (fidelity)")],
     "digits-bold": [("ink_error", "judge_accuracy", "ink error |fraction - target| (lower is bolder as asked)",
                      "judge accuracy")],
 }

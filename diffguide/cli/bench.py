@@ -17,7 +17,8 @@ from .specs import parse_spec, parse_solver
 TASKS = {name: f"diffguide.benchmarks.tasks.{target}" for name, target in {
     "gmm-posterior": "gmm_posterior:GMMPosterior", "restore": "restore:Restore", "motion": "motion:Motion",
     "digits-reward": "digits_reward:DigitsReward", "navier-stokes": "navier_stokes:NavierStokes",
-    "digits-conditional": "digits_conditional:DigitsConditional", "digits-bold": "digits_bold:DigitsBold"}.items()}
+    "digits-conditional": "digits_conditional:DigitsConditional", "digits-bold": "digits_bold:DigitsBold",
+    "digits-unconditional": "digits_unconditional:DigitsUnconditional"}.items()}
 PEERS = tuple(f"deepinv-{method}" for method in METHODS)
 
 

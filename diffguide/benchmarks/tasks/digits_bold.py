@@ -35,9 +35,10 @@ class DigitsBold(DigitsConditional):
     def reward(self, solver):
         return None if solver.needs == "none" else self.ink
 
-    def score(self, samples: torch.Tensor, label: int, data_range: tuple[float, float]) -> dict:
-        fractions, real = self.ink.fractions(samples), self.ink.fractions(references(label)["real"])
-        return {**super().score(samples, label, data_range),
+    def score(self, samples: torch.Tensor, instance: str, data_range: tuple[float, float]) -> dict:
+        real = references(int(instance.removeprefix("digit-")))["real"]
+        fractions, real = self.ink.fractions(samples), self.ink.fractions(real)
+        return {**super().score(samples, instance, data_range),
                 "ink_fraction": float(fractions.mean()), "ink_fraction_real": float(real.mean()),
                 "ink_error": float((fractions - self.ink_target).abs().mean()),
                 "ink_error_real": float((real - self.ink_target).abs().mean())}

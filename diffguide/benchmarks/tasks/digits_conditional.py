@@ -45,13 +45,17 @@ def saturation(images: torch.Tensor, data_range: tuple[float, float]) -> float:
     return float(((images <= low + margin) | (images >= high - margin)).double().mean())
 
 
+def reference_scores(real: torch.Tensor) -> dict:
+    """Held-out real images and what they score: the floors and real-data values of the metrics."""
+    return {"real": real, "kernel_distance_floor": kernel_distance_floor(real), "diversity_real": diversity(real),
+            "saturation_real": saturation(real, (-1.0, 1.0))}
+
+
 @functools.lru_cache(maxsize=10)
 def references(label: int) -> dict:
     """The held-out real images of ``label`` and their reference scores."""
     _, _, held_out, held_out_labels = load_digits_split()
-    real = held_out[held_out_labels == label]
-    return {"real": real, "kernel_distance_floor": kernel_distance_floor(real), "diversity_real": diversity(real),
-            "saturation_real": saturation(real, (-1.0, 1.0))}
+    return reference_scores(held_out[held_out_labels == label])
 
 
 class DigitsConditional:
@@ -70,26 +74,35 @@ class DigitsConditional:
         """The reward the solver is handed: none (the condition guides, through the prior)."""
         return None
 
-    def run(self, instance: str, solver, seed: int, steps: int, reduced: bool) -> dict:
+    def condition(self, instance: str, n: int) -> dict:
+        """The prior's condition for ``n`` samples of ``instance``: its digit as the class label."""
         if instance not in self.instances(reduced=False):
             raise ValueError(f"unknown {self.name} instance {instance!r}; expected digit-0 ... digit-9")
-        label = int(instance.removeprefix("digit-"))
+        return {"class_labels": torch.full((n,), int(instance.removeprefix("digit-")), dtype=torch.long)}
+
+    def run(self, instance: str, solver, seed: int, steps: int, reduced: bool) -> dict:
         prior = load("digits")
         n = REDUCED_SAMPLES if reduced else self.samples
+        condition = self.condition(instance, n)
         g = torch.Generator().manual_seed(seed)
         sigmas = prior_sigmas(prior, steps)
         x = sigmas[0] * torch.randn(n, *prior.shape, generator=g)
         samples = solve_on_device(solver, prior, self.reward(solver), x, sigmas, generator=g,
-                                  class_labels=torch.full((n,), label, dtype=torch.long)).clamp(*prior.data_range)
-        return {**self.score(samples, label, prior.data_range), "images": {"result": samples[:2]}}
+                                  **condition).clamp(*prior.data_range)
+        return {**self.score(samples, instance, prior.data_range), "images": {"result": samples[:2]}}
 
-    def score(self, samples: torch.Tensor, label: int, data_range: tuple[float, float]) -> dict:
-        """The judge's metrics of clamped ``samples`` of digit ``label`` (module docstring)."""
-        reference = references(label)
-        precision, recall = precision_recall(samples, reference["real"])
-        return {"judge_accuracy": judge_accuracy(samples, label),
-                "kernel_distance": kernel_distance(samples, reference["real"]),
-                "kernel_distance_floor": reference["kernel_distance_floor"],
-                "precision": precision, "recall": recall, "diversity": diversity(samples),
-                "diversity_real": reference["diversity_real"], "saturation": saturation(samples, data_range),
-                "saturation_real": reference["saturation_real"]}
+    def score(self, samples: torch.Tensor, instance: str, data_range: tuple[float, float]) -> dict:
+        """The judge's metrics of clamped ``samples`` of ``instance``'s digit (module docstring)."""
+        label = int(instance.removeprefix("digit-"))
+        return {"judge_accuracy": judge_accuracy(samples, label), **distribution_scores(samples, references(label), data_range)}
+
+
+def distribution_scores(samples: torch.Tensor, reference: dict, data_range: tuple[float, float]) -> dict:
+    """Kernel distance, precision and recall, diversity and saturation of ``samples`` against the real
+    images of ``reference`` (``reference_scores``), with the real images' own values."""
+    precision, recall = precision_recall(samples, reference["real"])
+    return {"kernel_distance": kernel_distance(samples, reference["real"]),
+            "kernel_distance_floor": reference["kernel_distance_floor"],
+            "precision": precision, "recall": recall, "diversity": diversity(samples),
+            "diversity_real": reference["diversity_real"], "saturation": saturation(samples, data_range),
+            "saturation_real": reference["saturation_real"]}
