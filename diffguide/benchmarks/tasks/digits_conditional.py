@@ -18,7 +18,9 @@ is unused. Samples are clamped to the data range and scored by the independent j
 - ``saturation``: the fraction of pixel values within 2% of the data range's ends (strokes at full
   white, background at full black), and ``saturation_real`` of the real digits.
 
-Network passes (two per guided call) come from the harness's counters.
+Network passes (two per guided call) come from the harness's counters. Its variants override
+``condition`` (the prior's condition), ``reward`` (what a reward solver is handed) and ``score``:
+``digits-bold`` (a reward as well as the condition) and ``digits-unconditional`` (no label).
 """
 from __future__ import annotations
 
