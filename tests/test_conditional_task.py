@@ -90,19 +90,29 @@ def test_the_conditional_task_scores_guided_and_plain_sampling_and_counts_both_p
 
 
 def test_the_bold_task_composes_a_condition_with_a_reward_and_scores_both(tmp_path):
-    solvers = {spec: parse_solver(spec) for spec in ("ddim+cfg:scale=2", "scg:candidates=4+cfg:scale=2", "dps+cfg:scale=2")}
-    written = run_benchmark(DigitsBold(samples=16), solvers, seeds=1, steps=6, out=tmp_path, instances=["digit-3"])
+    specs = ("ddim+cfg:scale=2", "scg:candidates=4+cfg:scale=2", "freedom:rho=10+cfg:scale=2")
+    written = run_benchmark(DigitsBold(samples=16), {spec: parse_solver(spec) for spec in specs}, seeds=1, steps=6,
+                            out=tmp_path, instances=["digit-3"])
     rows = {record["solver"]: record for record in written}
-    condition, composed = rows["ddim+cfg:scale=2"], rows["scg:candidates=4+cfg:scale=2"]
-    assert condition["status"] == composed["status"] == "ok"
-    # SCG keeps, per sample, the candidate nearest the ink target: its samples are bolder as asked
-    assert composed["metrics"]["ink_error"] < condition["metrics"]["ink_error"]
-    assert composed["metrics"]["ink_fraction"] > condition["metrics"]["ink_fraction"]
-    assert condition["metrics"]["ink_error_real"] == composed["metrics"]["ink_error_real"] > 0
-    assert composed["network_passes"] > condition["network_passes"]
-    # the ink count has no gradient: a gradient-based solver is refused, as a failed row
-    assert rows["dps+cfg:scale=2"]["status"] == "failed" and "differentiable" in str(rows["dps+cfg:scale=2"]["error"])
+    assert all(record["status"] == "ok" for record in written)
+    condition = rows["ddim+cfg:scale=2"]["metrics"]
+    # SCG keeps, per sample, the candidate nearest the ink target by the hard count; FreeDoM follows
+    # the gradient of its sigmoid surrogate: both make the samples bolder, as asked
+    for composed in ("scg:candidates=4+cfg:scale=2", "freedom:rho=10+cfg:scale=2"):
+        metrics = rows[composed]["metrics"]
+        assert metrics["ink_error"] < condition["ink_error"] and metrics["ink_fraction"] > condition["ink_fraction"]
+        assert metrics["ink_error_real"] == condition["ink_error_real"] > 0
+        assert rows[composed]["network_passes"] > rows["ddim+cfg:scale=2"]["network_passes"]
     assert "ink error" in write_report(tmp_path).read_text()
+
+
+def test_the_bold_task_hands_gradient_solvers_the_smooth_surrogate_of_its_count():
+    task, ddim, freedom, scg = DigitsBold(), DDIM(), parse_solver("freedom"), parse_solver("scg")
+    assert task.reward(ddim) is None
+    assert not task.reward(scg).differentiable and task.reward(freedom).differentiable
+    images = load_digits_split()[2][:8]
+    hard, soft = task.reward(scg).fractions(images), task.reward(freedom).fractions(images)
+    assert torch.allclose(hard.float(), soft, atol=0.05)  # the surrogate counts nearly the same pixels
 
 
 def test_the_unconditional_task_samples_without_a_label_and_scores_the_class_balance(tmp_path):

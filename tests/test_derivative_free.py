@@ -338,6 +338,19 @@ def test_ink_fraction_reward_measures_the_region():
     torch.testing.assert_close(top(images), torch.tensor([-28 / 32, -30 / 32, -1.0, 0.0]))
 
 
+def test_the_soft_ink_fraction_is_the_sigmoid_count_and_its_gradient_adds_ink_where_it_is_short():
+    images = digit_images()
+    soft = InkFractionReward(0.5, region=(0, 4, 0, 8), softness=0.1)
+    assert soft.differentiable and not InkFractionReward(0.5).differentiable
+    torch.testing.assert_close(soft.fractions(images), torch.sigmoid(images.mean(1)[:, :4] / 0.1).flatten(1).mean(1))
+    sharp = InkFractionReward(0.5, softness=1e-3)  # a narrow sigmoid counts what the threshold counts
+    torch.testing.assert_close(sharp.fractions(images), InkFractionReward(0.5).fractions(images).float(), atol=1e-3,
+                               rtol=0)
+    x = (0.05 * torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) - 0.5).requires_grad_()
+    soft(x).sum().backward()  # too little ink: the reward rises with every pixel of the region, none outside
+    assert (x.grad[:, :, :4] > 0).all() and (x.grad[:, :, 4:] == 0).all()
+
+
 def test_digit_rewards_refuse_what_they_cannot_score():
     with pytest.raises(ValueError, match="does not fit"):
         InkFractionReward(0.3, region=(0, 20, 0, 4)).check((1, 16, 16))

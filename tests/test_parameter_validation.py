@@ -210,6 +210,7 @@ REWARD_CASES = {
     "ink target": (lambda: InkFractionReward(1.5), "target"),
     "ink threshold": (lambda: InkFractionReward(0.5, threshold=math.nan), "threshold"),
     "ink region": (lambda: InkFractionReward(0.5, region=(0, 2.5, 0, 4)), "region"),
+    "ink softness": (lambda: InkFractionReward(0.5, softness=-0.1), "softness"),
     "component target": (lambda: ComponentCountReward(-1), "target"),
     "component target fractional": (lambda: ComponentCountReward(1.5), "target"),
     "motion weight": (lambda: MotionReward(torch.zeros(1, 1, 4, 4), torch.zeros(1, 2, 4, 4), flow_weight=-1.0),

@@ -9,7 +9,8 @@ everywhere: ``differentiable = False``, for derivative-free solvers (SCG, best-o
   ink has ``c = 0``.
 - ``InkFractionReward(target, region)``: ``-|f - target|`` with ``f`` the fraction of ink pixels in
   ``region = (row_start, row_stop, col_start, col_stop)`` (Python slice bounds; the whole image by
-  default).
+  default). With ``softness = w > 0`` each pixel counts ``sigmoid((v - threshold) / w)`` instead of
+  0 or 1: a smooth surrogate of the same count, differentiable, for gradient-based solvers.
 
 Both return (B,) in the input's dtype and on its device; higher is better, 0 is the target met.
 """
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..validation import finite, fraction, integer
+from ..validation import finite, fraction, integer, non_negative
 from .base import Reward
 
 
@@ -68,16 +69,20 @@ class InkFractionReward(Reward):
     """``-|f - target|`` with ``f`` the fraction of ink pixels in ``region``.
 
     ``target`` in [0, 1]; ``region = (row_start, row_stop, col_start, col_stop)`` (default: the
-    whole image); ink is where the channel mean exceeds ``threshold`` (default 0.0). Not
-    differentiable: for derivative-free solvers. Scores (C, H, W) images.
+    whole image); ink is where the channel mean exceeds ``threshold`` (default 0.0). With the default
+    ``softness = 0`` the count is not differentiable (derivative-free solvers only); ``softness > 0``
+    counts each pixel as ``sigmoid((v - threshold) / softness)``, differentiable. Scores (C, H, W)
+    images.
     """
 
-    differentiable = False
-
-    def __init__(self, target: float, region: tuple[int, int, int, int] | None = None, *, threshold: float = 0.0):
+    def __init__(self, target: float, region: tuple[int, int, int, int] | None = None, *, threshold: float = 0.0,
+                 softness: float = 0.0):
         super().__init__()
         fraction("target (an ink fraction)", target)
         finite("threshold", threshold)
+        non_negative("softness (the sigmoid's width; 0: a hard count)", softness)
+        self.softness = float(softness)
+        self.differentiable = self.softness > 0
         for bound in region or ():
             integer(0)("region bounds", bound)
         if region is not None and (len(region) != 4 or region[0] >= region[1] or region[2] >= region[3]):
@@ -86,12 +91,16 @@ class InkFractionReward(Reward):
         self.region = None if region is None else tuple(int(v) for v in region)
 
     def fractions(self, x0: torch.Tensor) -> torch.Tensor:
-        """The ink fraction of the region in each sample, (B,) float64."""
-        mask = ink_mask(x0, self.threshold)
+        """The ink fraction of the region in each sample, (B,): float64 on the CPU for the hard count,
+        in ``x0``'s dtype and device (and differentiable) for the soft one."""
+        if self.softness > 0:
+            ink = torch.sigmoid((x0.mean(1) - self.threshold) / self.softness)
+        else:
+            ink = torch.from_numpy(ink_mask(x0, self.threshold)).double()
         if self.region is not None:
             top, bottom, left, right = self.region
-            mask = mask[:, top:bottom, left:right]
-        return torch.from_numpy(mask.reshape(len(mask), -1).mean(1))
+            ink = ink[:, top:bottom, left:right]
+        return ink.flatten(1).mean(1)
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         return -(self.fractions(x0) - self.target).abs().to(device=x0.device, dtype=x0.dtype)

@@ -2,11 +2,13 @@
 its refinements) picks the digit, a reward solver makes its strokes bold.
 
 The instances, samples and judge metrics are ``digits-conditional``'s (the class label goes to the
-prior). Solvers that read a reward (``needs != "none"``: SCG, best-of-N) are handed
-``InkFractionReward(ink_target)`` over the whole image: a thresholded pixel count, not
-differentiable, so gradient-based solvers are refused. The held-out real digits have an ink fraction
+prior). Solvers that read a reward (``needs != "none"``) are handed
+``InkFractionReward(ink_target)`` over the whole image: derivative-free ones (SCG, best-of-N) the
+thresholded pixel count itself, gradient-based ones (FreeDoM, DPS, ...) its smooth surrogate
+(``softness``, default 0.1: each pixel counts ``sigmoid(v / softness)``); the samples are always
+scored by the hard count. The held-out real digits have an ink fraction
 of 0.31 (standard deviation 0.04); the default target, 0.40, asks for strokes bolder than nearly all
-of them. A spec composes both (``scg:candidates=8+cfg:scale=2``); a plain ``ddim+cfg:scale=2`` is the
+of them. A spec composes both (``scg:candidates=8+cfg:scale=2``, ``freedom+cfg:scale=2``); a plain ``ddim+cfg:scale=2`` is the
 condition alone and ``scg`` the reward alone. Metrics added to the judge's:
 
 - ``ink_fraction``: the samples' mean ink fraction, and ``ink_fraction_real`` of the real digits;
@@ -23,17 +25,21 @@ from .digits_conditional import DigitsConditional, references
 
 class DigitsBold(DigitsConditional):
     """The ``digits-bold`` task (module docstring): ``digits-conditional`` with the ink-fraction reward
-    ``InkFractionReward(ink_target)`` (default 0.40) handed to reward solvers, and its error scored."""
+    ``InkFractionReward(ink_target)`` (default 0.40; its sigmoid surrogate of width ``softness``, 0.1,
+    for gradient-based solvers) handed to reward solvers, and its error scored."""
 
     name = "digits-bold"
 
-    def __init__(self, samples: int = 64, ink_target: float = 0.40):
+    def __init__(self, samples: int = 64, ink_target: float = 0.40, softness: float = 0.1):
         super().__init__(samples)
-        self.ink_target = ink_target
+        self.ink_target, self.softness = ink_target, softness
         self.ink = InkFractionReward(ink_target)
+        self.soft_ink = InkFractionReward(ink_target, softness=softness)
 
     def reward(self, solver):
-        return None if solver.needs == "none" else self.ink
+        if solver.needs == "none":
+            return None
+        return self.soft_ink if solver.needs == "gradient" else self.ink
 
     def score(self, samples: torch.Tensor, instance: str, data_range: tuple[float, float]) -> dict:
         real = references(int(instance.removeprefix("digit-")))["real"]
