@@ -19,3 +19,8 @@ def test_quick_demo_writes_report_figures_and_metrics(tmp_path):
     assert metrics["navier-stokes"]["forward_evaluations"] > 0 and metrics["navier-stokes"]["rel_l2"] < 2
     guided = {name: m["judge_accuracy"] for name, m in metrics["reward-guidance"].items() if name != "unguided DDPM"}
     assert max(guided.values()) > metrics["reward-guidance"]["unguided DDPM"]["judge_accuracy"]
+    conditional = metrics["conditional-guidance"]
+    alone = conditional["conditional model"]
+    assert conditional["CFG 3"]["network_passes"] == 2 * alone["network_passes"]  # two passes a guided step
+    for bold in ("SCG+CFG, bold", "FreeDoM+CFG, bold"):  # the composed reward makes the strokes bolder
+        assert conditional[bold]["ink_fraction"] > alone["ink_fraction"]
