@@ -192,6 +192,15 @@ def digits_class(quick, generator):
                           "judge comes with the reward benchmarks).")
 
 
+def judged_digits(solver, prior, reward, x, sigmas, labels, seed: int, **cond):
+    """One row of digits: the solver's samples from ``x`` (seed ``seed``, clamped to the data range), the
+    fraction the independent judge classifies as ``labels``, and the work counted."""
+    with counting() as counts:
+        samples = solve_on_device(solver, prior, reward, x, sigmas, generator=torch.Generator().manual_seed(seed),
+                                  **cond).clamp(*prior.data_range)
+    return samples, float((judge_predict(samples) == labels).float().mean()), counts.work()
+
+
 REWARD_SOLVERS = {  # settings from `diffguide bench digits-reward --reduced --nfe 50` probes
     "unguided DDPM": DDPM(), "DPS": DPS(step_size="constant", zeta=0.3), "universal": UniversalGuidance(scale=5.0),
     "FreeDoM": FreeDoM(rho=1.0), "MPGD": MPGD(mu=1.0), "TFG": TFG(rho=1.0, mu=1.0),
@@ -205,13 +214,10 @@ def reward_guidance(quick, generator):
     x = sigmas[0] * torch.randn(len(labels), *prior.shape, generator=generator)
     rows, metrics = {}, {}
     for name, solver in REWARD_SOLVERS.items():
-        with counting() as counts:
-            samples = solve_on_device(solver, prior, guiding_reward(solver, labels), x, sigmas,
-                                      generator=torch.Generator().manual_seed(int(generator.initial_seed())))
-            samples = samples.clamp(-1, 1)
-        judged = float((judge_predict(samples) == labels).float().mean())
+        samples, judged, work = judged_digits(solver, prior, guiding_reward(solver, labels), x, sigmas, labels,
+                                              int(generator.initial_seed()))
         rows[f"{name}\n{judged:.0%}"] = samples
-        metrics[name] = {"judge_accuracy": judged, **counts.work(), "solver": repr(solver)}
+        metrics[name] = {"judge_accuracy": judged, **work, "solver": repr(solver)}
     fig = comparison_figure(rows, prior.data_range, title="requested digit 0-9 in each column; "
                             "row label: fraction the independent judge classifies as requested", size=0.9)
     return fig, metrics, ("The unconditional `digits` prior asked for the digits 0-9 by each reward-guided solver, "
@@ -238,13 +244,11 @@ def conditional_guidance(quick, generator):
     rows, metrics = {}, {}
     for name, spec in {**CONDITIONAL_SOLVERS, **BOLD_SOLVERS}.items():
         solver = parse_solver(spec)
-        with counting() as counts:
-            samples = solve_on_device(solver, prior, bold.reward(solver), x, sigmas, class_labels=labels,
-                                      generator=torch.Generator().manual_seed(int(generator.initial_seed())))
-            samples = samples.clamp(*prior.data_range)
-        judged, ink = float((judge_predict(samples) == labels).float().mean()), float(bold.ink.fractions(samples).mean())
+        samples, judged, work = judged_digits(solver, prior, bold.reward(solver), x, sigmas, labels,
+                                              int(generator.initial_seed()), class_labels=labels)
+        ink = float(bold.ink.fractions(samples).mean())
         rows[f"{name}\n{judged:.0%}, ink {ink:.2f}"] = samples
-        metrics[name] = {"judge_accuracy": judged, "ink_fraction": ink, **counts.work(), "solver": spec}
+        metrics[name] = {"judge_accuracy": judged, "ink_fraction": ink, **work, "solver": spec}
     fig = comparison_figure(rows, prior.data_range, title="class label 0-9 in each column; row label: fraction the "
                             "independent judge classifies as labelled, mean ink fraction", size=0.9)
     return fig, metrics, ("The class-conditional `digits` prior from the same initial noise, guided on its prediction: "
