@@ -196,7 +196,9 @@ TRADE_OFFS = {
                               "precision (fidelity)"),
                              ("recall", "precision", "recall (coverage)", "precision (fidelity)")],
     "digits-bold": [("ink_error", "judge_accuracy", "ink error |fraction - target| (lower is bolder as asked)",
-                     "judge accuracy")],
+                     "judge accuracy"),
+                    ("ink_error", "kernel_distance", "ink error |fraction - target| (lower is bolder as asked)",
+                     "kernel distance to held-out digits (lower is closer)")],
 }
 #: the ``scale=V`` entry of a spec: a trade-off curve joins the specs that differ only in it
 SCALE = re.compile(r"(?<=[:,])scale=([^,]+),?")

@@ -11,6 +11,7 @@ STEPS=${STEPS:-25}
 solvers=(ddim)
 for s in 1 2 3; do solvers+=("ddim+pag:scale=$s" "ddim+seg:scale=$s" "ddim+autoguidance:scale=$((s + 1))"); done
 for s in 0.5 1 2; do solvers+=("ddim+sag:scale=$s" "ddim+skip-layer:scale=$s"); done
+for s in 0.1 0.2; do solvers+=("ddim+sag:scale=$s"); done
 for s in 1 2 4; do solvers+=("ddim+tsg:scale=$s"); done
 args=()
 for s in "${solvers[@]}"; do args+=(--solver "$s"); done
