@@ -73,11 +73,18 @@ def test_cli_bench_and_report(tmp_path):
 def test_reduced_restore_task_scores_every_instance(tmp_path):
     from diffguide.benchmarks.tasks.restore import Restore
 
-    written = run_benchmark(Restore(), {"dps": DPS()}, seeds=1, steps=5, out=tmp_path, reduced=True)
-    assert [record["instance"] for record in written] == Restore().instances(True)
-    for record in written:
+    written = run_benchmark(Restore(), {"dps": DPS(), "ddim": DDIM()}, seeds=1, steps=5, out=tmp_path, reduced=True)
+    guided = [record for record in written if record["solver"] == "dps"]
+    assert [record["instance"] for record in guided] == Restore().instances(True)
+    for record in guided:
         assert record["nfe"] == 5 and record["grad_evals"] == 5
         assert 5 < record["metrics"]["psnr"] < 60 and 0 < record["metrics"]["data_consistency"] < 10
+    # the classical baseline comes from the measurement alone: the same next to every solver
+    baselines = {}
+    for record in written:
+        assert 5 < record["metrics"]["baseline_psnr"] < 60 and 0 < record["metrics"]["baseline_ssim"] <= 1
+        baselines.setdefault(record["instance"], set()).add(record["metrics"]["baseline_psnr"])
+    assert all(len(values) == 1 for values in baselines.values())
 
 
 def test_deepinv_peers_run_in_the_same_results_at_the_same_budget(tmp_path):

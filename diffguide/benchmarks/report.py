@@ -29,7 +29,8 @@ from .results import KEY, load_images, read_results, run_key
 
 HEADLINES = {
     "gmm-posterior": ("SW2 / floor", lambda m: f"{m['sliced_wasserstein'] / m['floor']:.2f}"),
-    "restore": ("PSNR / SSIM", lambda m: f"{m['psnr']:.2f} / {m['ssim']:.3f}"),
+    "restore": ("PSNR / SSIM (the classical baseline's PSNR)",
+                lambda m: f"{m['psnr']:.2f} / {m['ssim']:.3f}" + (f" ({m['baseline_psnr']:.2f})" if "baseline_psnr" in m else "")),
     "motion": ("flow EPE (paste floor) / change outside", lambda m: f"{m['flow_epe']:.2f} ({m['flow_epe_paste']:.2f}) / "
                                                                     f"{m['outside_change']:.3f}"),
     "digits-conditional": ("judge accuracy / kernel distance / precision / recall / saturation",

@@ -6,13 +6,18 @@ them, and 4 digits). Measurement noise 0.05 (digits) and 0.02 (photos) in [-1, 1
 ``noisy-blur`` is the blur at noise 0.2, and ``saturated-blur`` the blur seen through a saturating
 sensor response (``Saturation(2) @ Blur``), a nonlinear operator that methods needing a linear
 one (or its SVD) cannot take.
-Metrics: PSNR, SSIM (means over the images) and data consistency ``||A(x) - y|| / ||y||``;
-the first images' truth, measurement and result go to the report's grids.
+Metrics: PSNR, SSIM (means over the images) and data consistency ``||A(x) - y|| / ||y||``, and
+``baseline_psnr`` / ``baseline_ssim`` of the classical estimate from the measurement alone
+(``baselines.measurement_baseline``: bicubic upsampling for super-resolution, normalised
+interpolation for inpainting, the measurement itself for blur, after the sensor response's inverse
+for the saturated one), clamped to the data range: the score a restoration must beat. The first
+images' truth, measurement and result go to the report's grids.
 """
 from __future__ import annotations
 
 import torch
 
+from ...baselines import measurement_baseline
 from ...data.digits import load_digits_split
 from ...data.photos import photos_eval
 from ...metrics import psnr, ssim
@@ -82,6 +87,9 @@ class Restore:
         result = solve_on_device(solver, prior, likelihood, x, sigmas, generator=g)
         with torch.no_grad():
             consistency = likelihood.distance(op(result)) / likelihood.y.flatten(1).norm(dim=1)
+        _, baseline = measurement_baseline(op, likelihood.y, tuple(truth.shape[1:]))
+        baseline = baseline.clamp(*prior.data_range)
         return {"psnr": float(psnr(result, truth).mean()), "ssim": float(ssim(result, truth).mean()),
+                "baseline_psnr": float(psnr(baseline, truth).mean()), "baseline_ssim": float(ssim(baseline, truth).mean()),
                 "data_consistency": float(consistency.mean()),
                 "images": {"truth": truth[:2], "measurement": likelihood.y[:2], "result": result[:2]}}
