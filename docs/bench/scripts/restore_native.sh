@@ -21,7 +21,7 @@ bench --steps 22 --steps 62 --solver daps
 bench --steps 24 --steps 64 --solver pnp-dm
 # photos (two 128x128 crops, minutes a run): the strongest native solvers at about 150 passes, next to the
 # deepinv peers' photo rows of docs/bench/restore_cost (same instances and budget)
-PHOTOS="--instance photos-blur --instance photos-random --instance photos-sr4"
+PHOTOS="--instance photos-blur --instance photos-box --instance photos-random --instance photos-sr2 --instance photos-sr4"
 .venv/bin/diffguide bench restore --device cpu --workers "$WORKERS" --out "$OUT" $PHOTOS --steps 150 \
   --solver diffpir --solver ddnm || true
 .venv/bin/diffguide bench restore --device cpu --workers "$WORKERS" --out "$OUT" $PHOTOS --steps 50 --solver pigdm || true
