@@ -1,11 +1,13 @@
 """The benchmark harness: a reduced gmm-posterior run, resume after an interruption, the report."""
 import json
+import shutil
 
 import pytest
 import torch
 
 from diffguide.benchmarks.harness import run_benchmark
 from diffguide.benchmarks.peers import DeepinvPeer
+from diffguide.benchmarks.report import write_report
 from diffguide.benchmarks.results import RESULTS, load_images, read_results, run_key
 from diffguide.benchmarks.tasks.gmm_posterior import GMMPosterior
 from diffguide.cli import main
@@ -85,6 +87,14 @@ def test_reduced_restore_task_scores_every_instance(tmp_path):
         assert 5 < record["metrics"]["baseline_psnr"] < 60 and 0 < record["metrics"]["baseline_ssim"] <= 1
         baselines.setdefault(record["instance"], set()).add(record["metrics"]["baseline_psnr"])
     assert all(len(values) == 1 for values in baselines.values())
+    # a committed results folder has no images/ (it is not tracked): its report still comes out
+    write_report(tmp_path)
+    grid = tmp_path / "grids" / "restore--photos-sr2.png"
+    drawn = grid.read_bytes()
+    shutil.rmtree(tmp_path / "images")
+    report = write_report(tmp_path).read_text()
+    assert "photos-sr2 |" in report and "![restore--photos-sr2](grids/restore--photos-sr2.png)" in report
+    assert grid.read_bytes() == drawn  # the grid drawn from the images is kept, not redrawn without them
 
 
 def test_deepinv_peers_run_in_the_same_results_at_the_same_budget(tmp_path):

@@ -249,19 +249,30 @@ def trade_off_plot(summary: dict[tuple, dict], task: str, path: Path) -> bool:
 
 
 def sample_grids(out: Path, records: list[dict]) -> list[Path]:
-    """One grid per (task, instance) with saved images: truth and measurement, then a row per solver."""
-    grids = defaultdict(lambda: defaultdict(dict))
+    """One grid per (task, instance) with saved images: truth and measurement, then a row per solver.
+    Where some of an instance's saved images are gone (a committed results folder keeps
+    ``results.jsonl`` and ``grids/``, not ``images/``), the grid drawn before is kept as it is."""
+    by_instance = defaultdict(list)
     for record in sorted(records, key=lambda r: r["steps"]):
-        for name, batch in load_images(out, record).items():
-            if name == "result":
-                grids[(record["task"], record["instance"])][record["solver"]][f"{record['steps']} steps"] = batch[0]
-            else:
-                grids[(record["task"], record["instance"])][""][name] = batch[0]
+        by_instance[(record["task"], record["instance"])].append(record)
     paths = []
-    for (task, instance), rows in sorted(grids.items()):
+    for (task, instance), runs in sorted(by_instance.items()):
+        path = out / "grids" / f"{task}--{instance}.png"
+        missing = any(run.get("images") and not (out / run["images"]).is_file() for run in runs)
+        if missing and path.is_file():
+            paths.append(path)
+            continue
+        rows = defaultdict(dict)
+        for run in runs:
+            for name, batch in load_images(out, run).items():
+                if name == "result":
+                    rows[run["solver"]][f"{run['steps']} steps"] = batch[0]
+                else:
+                    rows[""][name] = batch[0]
+        if not rows:
+            continue
         cells = {name: list(rows[name].items()) for name in sorted(rows)}
         fig = labelled_grid_figure(cells, (-1.0, 1.0), title=f"{task} {instance}")
-        path = out / "grids" / f"{task}--{instance}.png"
         path.parent.mkdir(exist_ok=True)
         fig.savefig(path, dpi=100)
         plt.close(fig)

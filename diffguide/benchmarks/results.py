@@ -145,8 +145,10 @@ def save_images(out: Path, record: dict, images: dict[str, torch.Tensor]) -> str
 
 
 def load_images(out: Path, record: dict) -> dict[str, torch.Tensor]:
-    """The images saved with ``record`` (empty when it has none)."""
-    if not record.get("images"):
+    """The images saved with ``record`` (empty when it has none, or when its file is not there: a
+    committed results folder keeps ``results.jsonl`` but not its ``images/``)."""
+    path = Path(out) / record["images"] if record.get("images") else None
+    if path is None or not path.is_file():
         return {}
-    with np.load(Path(out) / record["images"], allow_pickle=False) as arrays:
+    with np.load(path, allow_pickle=False) as arrays:
         return {key: torch.from_numpy(arrays[key]).float() for key in arrays.files}
