@@ -12,8 +12,10 @@ channels (16, 32, 32) with the same blocks and attention, trained briefly on the
 Photos network: unconditional RGB, channels (48, 96, 96) at 32x32 -> 16x16 -> 8x8,
 two residual blocks per level and no attention anywhere, so it is purely
 convolutional: trained on 32x32 crops, it runs on any image whose sides are
-multiples of 4 (e.g. 128x128 crops). 3.42M parameters, shipped as 6.8 MB of
-float16 weights (the first photos prior had channels (32, 64, 64), 1.52M parameters).
+multiples of 4 (e.g. 128x128 crops). 3.42M parameters (6.8 MB as float16 weights): what
+``diffguide train --data photos`` trains now. The shipped ``photos`` weights are still the first
+photos network, channels (32, 64, 64) and 1.52M parameters (its card), trained with
+``photos_unet_config(block_out_channels=(32, 64, 64))``; the larger one ships once it beats them.
 
 ns-vorticity network: unconditional, one channel, trained on whole periodic 64x64
 vorticity fields (``diffguide.data.ns_vorticity_set``). Channels (16, 32, 64, 96, 96)
