@@ -90,3 +90,32 @@ def field_figure(fields: dict[str, torch.Tensor], title: str = "", size: float =
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
+
+
+def piano_roll_figure(rolls: list[tuple[str, torch.Tensor]], columns: int = 4, title: str = "",
+                      size: tuple[float, float] = (2.6, 1.9)):
+    """Titled piano rolls (2, pitches, frames) (``music.piano_roll``): sounding notes in grey, each
+    note's first frame dark, low pitches at the bottom, bar lines every 16 frames, C's labelled."""
+    from .music.piano_roll import LOWEST_PITCH
+
+    rows = -(-len(rolls) // columns)
+    columns = min(columns, len(rolls))
+    fig, axes = plt.subplots(rows, columns, figsize=(size[0] * columns + 0.4, size[1] * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, roll) in zip(axes.flat, rolls):
+        roll = roll.detach().float().cpu()
+        sounding, onset = (roll[0] > 0).float(), ((roll[1] > 0) & (roll[0] > 0)).float()
+        ax.axis("on")
+        ax.imshow(1 - 0.45 * sounding - 0.5 * onset, cmap="gray", vmin=0, vmax=1, origin="lower",
+                  interpolation="nearest", aspect="auto")
+        for bar in range(16, roll.shape[-1], 16):
+            ax.axvline(bar - 0.5, color="tab:blue", linewidth=0.5, alpha=0.5)
+        rows_of_c = [row for row in range(roll.shape[1]) if (row + LOWEST_PITCH) % 12 == 0]
+        ax.set_yticks(rows_of_c, [f"C{(row + LOWEST_PITCH) // 12 - 1}" for row in rows_of_c], fontsize=6)
+        ax.set_xticks(range(0, roll.shape[-1] + 1, 16), [str(b + 1) for b in range(roll.shape[-1] // 16 + 1)], fontsize=6)
+        ax.set_title(name, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

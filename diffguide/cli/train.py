@@ -12,11 +12,13 @@ DATA = {"digits": ("diffguide.data.digits:digits_train", "diffguide.training.une
         "photos": ("diffguide.data.photos:photos_train", "diffguide.training.unet:photos_unet_config", None),
         "ns-vorticity": ("diffguide.data.ns_vorticity_set:ns_vorticity_train",
                          "diffguide.training.unet:ns_vorticity_unet_config",
-                         "diffguide.data.ns_vorticity_set:augment_ns_vorticity")}
+                         "diffguide.data.ns_vorticity_set:augment_ns_vorticity"),
+        "chorales": ("diffguide.data.chorales:chorales_train", "diffguide.training.unet:chorales_unet_config",
+                     "diffguide.data.chorales:transpose_augment")}
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a diffusion prior (digits, digits-autoguide, photos or ns-vorticity)",
+    p = subparsers.add_parser("train", help="train a diffusion prior (digits, digits-autoguide, photos, ns-vorticity or chorales)",
                               description="Train a UNet prior with EMA, bf16 autocast on --device, checkpoints "
                                           "every few minutes and a log in --out; rerun the same command to resume. "
                                           "The result is exported to --out/final (diffusers layout + card.json).")
