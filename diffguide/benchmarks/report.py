@@ -42,6 +42,9 @@ HEADLINES = {
     "digits-unconditional": ("class balance / kernel distance / precision / recall / saturation",
                              lambda m: f"{m['class_balance']:.3f} / {m['kernel_distance']:.3f} / {m['precision']:.2f} / "
                                        f"{m['recall']:.2f} / {m['saturation']:.3f}"),
+    "music-rules": ("rule loss (a real excerpt's) / overlap with the music / in key",
+                    lambda m: f"{m['rule_loss']:.4g} ({m['rule_loss_real']:.4g}) / {m['mean_overlap']:.2f} / "
+                              f"{m['in_key']:.2f}"),
     "navier-stokes": ("rel. L2 of the mean / of a sample, misfit, forward evaluations",
                       lambda m: f"{m['rel_l2_of_mean']:.3f} / {m['rel_l2']:.3f}, {m['misfit']:.1f}, "
                                 f"{m['operator_evals']:.0f} evals"),
@@ -196,6 +199,8 @@ TRADE_OFFS = {
     "digits-unconditional": [("kernel_distance", "precision", "kernel distance to held-out digits (lower is closer)",
                               "precision (fidelity)"),
                              ("recall", "precision", "recall (coverage)", "precision (fidelity)")],
+    "music-rules": [("rule_loss", "mean_overlap", "rule loss (lower follows the rule)",
+                     "overlap of the music statistics with held-out chorales")],
     "digits-bold": [("ink_error", "judge_accuracy", "ink error |fraction - target| (lower is bolder as asked)",
                      "judge accuracy"),
                     ("ink_error", "kernel_distance", "ink error |fraction - target| (lower is bolder as asked)",

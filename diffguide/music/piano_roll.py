@@ -63,3 +63,8 @@ def pitch_span(rolls: Tensor) -> tuple[Tensor, Tensor]:
     lowest = torch.where(occupied, rows, occupied.shape[-1]).min(dim=-1).values
     highest = torch.where(occupied, rows, -1).max(dim=-1).values
     return torch.where(highest >= 0, lowest, -1), highest
+
+
+def is_piano_roll_shape(shape) -> bool:
+    """Whether samples of ``shape`` are piano rolls: (2, 48, frames), frames a whole number of 4/4 bars."""
+    return len(shape) == 3 and shape[0] == CHANNELS and shape[1] == PITCHES and shape[2] % 16 == 0

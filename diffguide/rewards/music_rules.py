@@ -120,25 +120,25 @@ class NoteDensityRule(MusicRule):
 class ChordProgressionRule(MusicRule):
     """Chord-progression rule: ``-(fraction of windows whose chord's scale degree differs from the target)``,
     one degree (1-7, 0 for silence) per window of ``window`` frames (default 8, half a bar), in
-    ``key`` (music21's name, e.g. ``"C"`` or ``"a"``) or, by default, the excerpt's own detected key.
-    Not differentiable (music21's chordify and Roman-numeral analysis)."""
+    ``key`` (music21's name, e.g. ``"C"`` or ``"a"``; or a list, one per sample) or, by default, the
+    excerpt's own detected key. Not differentiable (music21's chordify and Roman-numeral analysis)."""
 
     differentiable = False
     values_per_window = 1
 
-    def __init__(self, target, *, key: str | None = None, window: int = rules.CHORD_WINDOW):
+    def __init__(self, target, *, key: str | list[str] | None = None, window: int = rules.CHORD_WINDOW):
         super().__init__(target, dtype=torch.int64)
         if bool(((self.target < 0) | (self.target > 7)).any()):
             raise ValueError("ChordProgressionRule's target holds scale degrees 1-7 (0: silence)")
         self.window = integer(1)("window (frames per chord)", window)
-        if key is not None:
-            from music21 import key as keys
+        from music21 import key as keys
 
+        for name in key if isinstance(key, (list, tuple)) else [key] * (key is not None):
             try:
-                keys.Key(key)
+                keys.Key(name)
             except Exception:
-                raise ValueError(f"ChordProgressionRule's key {key!r} is not a key music21 knows (e.g. 'C', 'a', 'F#')") from None
-        self.key = key
+                raise ValueError(f"ChordProgressionRule's key {name!r} is not a key music21 knows (e.g. 'C', 'a', 'F#')") from None
+        self.key = list(key) if isinstance(key, (list, tuple)) else key
 
     def statistic(self, x0):
         return rules.chord_degrees(x0.detach(), self.key, self.window)
