@@ -148,3 +148,42 @@ def test_bad_score_files_are_refused(tmp_path):
         read_score(tmp_path / "broken.mid")
     with pytest.raises(ValueError, match="not a score file"):
         read_score(tmp_path / "picture.png")
+
+
+def test_excerpt_statistics_on_a_known_roll():
+    from diffguide.music.statistics import excerpt_statistics
+
+    # C major chord (C4 E4 G4) held for bar 1, then C4 repeated in eighths in bar 2, then silence
+    notes = [[0, 16, p] for p in (60, 64, 67)] + [[16 + 2 * i, 2, 60] for i in range(8)]
+    stats = {name: float(value[0]) for name, value in excerpt_statistics(piano_roll(np.array(notes))[None]).items()}
+    assert stats["polyphony"] == pytest.approx((16 * 3 + 16) / 32)
+    assert stats["onsets_per_bar"] == pytest.approx(11 / 4)
+    assert stats["note_length"] == pytest.approx(64 / 11)
+    assert stats["in_key"] == 1.0 and stats["pitch_range"] == 7 and stats["silence"] == 0.5
+
+
+def test_key_finding_agrees_with_music21():
+    from music21 import note, stream
+
+    for roll in chorales.chorales_eval()[::40]:
+        notes = roll_notes(roll)
+        part = stream.Stream()
+        for onset, duration, pitch in notes.tolist():
+            part.insert(onset / 4, note.Note(pitch, quarterLength=duration / 4))
+        theirs, mine = part.analyze("key"), rules.excerpt_key(notes)
+        from music21 import key
+
+        assert (key.Key(mine).tonic.pitchClass, key.Key(mine).mode) == (theirs.tonic.pitchClass, theirs.mode)
+
+
+def test_overlapping_area_and_shuffling():
+    from diffguide.music.statistics import overlapping_area, shuffled
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(400, generator=g), torch.randn(400, generator=g)
+    assert overlapping_area(a, b) > 0.9 and overlapping_area(a, b + 10) < 0.01
+    assert overlapping_area(torch.ones(5), torch.ones(5)) == pytest.approx(1.0, abs=1e-3)
+    rolls = chorales.chorales_eval()[:4]
+    mixed = shuffled(rolls, g)
+    assert torch.equal((mixed > 0).sum(dim=(1, 2, 3)), (rolls > 0).sum(dim=(1, 2, 3)))
+    assert not torch.equal(mixed, rolls)

@@ -37,15 +37,17 @@ def run(args) -> None:
         for name, problem in PROBLEMS.items():
             print(f"{name} ...", flush=True)
             results[name] = problem(args.quick, torch.Generator().manual_seed(args.seed))
-    files = {f"{name}.png": (lambda path, fig=fig: fig.savefig(path, dpi=110)) for name, (fig, _, _) in results.items()}
-    files["metrics.json"] = {name: metrics for name, (_, metrics, _) in results.items()}
+    files = {f"{name}.png": (lambda path, fig=fig: fig.savefig(path, dpi=110)) for name, (fig, *_) in results.items()}
+    for _, _, _, *extra in results.values():
+        files.update(*extra)
+    files["metrics.json"] = {name: metrics for name, (_, metrics, *_) in results.items()}
     lines = ["# diffguide demo", "", f"Seed {args.seed}{', quick mode' if args.quick else ''}; "
              f"{time.perf_counter() - start:.0f} s on this machine ({device}, {args.precision}).", ""]
-    for name, (_, metrics, caption) in results.items():
+    for name, (_, metrics, caption, *_) in results.items():
         lines += [f"## {name}", "", caption, "", f"![{name}]({name}.png)", "", "```json",
                   json.dumps(metrics, indent=1), "```", ""]
     files["report.md"] = lambda path: path.write_text("\n".join(lines))
     out = write_outputs(args.out, files)
-    for fig, _, _ in results.values():
+    for fig, *_ in results.values():
         plt.close(fig)
     print(f"report: {Path(out) / 'report.md'}")

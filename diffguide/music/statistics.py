@@ -73,7 +73,7 @@ def overlapping_area(a: Tensor, b: Tensor, points: int = 512) -> float:
         return float("nan")
     low, high = min(a.min(), b.min()), max(a.max(), b.max())
     floor = max(0.01 * (high - low), 0.01)
-    grid = np.linspace(low - 3 * floor - 0.5 * (high - low), high + 3 * floor + 0.5 * (high - low), points)
+    grid = np.linspace(low - 6 * floor - 0.5 * (high - low), high + 6 * floor + 0.5 * (high - low), points)
 
     def density(v):
         if np.ptp(v) == 0:
