@@ -187,3 +187,22 @@ def test_overlapping_area_and_shuffling():
     mixed = shuffled(rolls, g)
     assert torch.equal((mixed > 0).sum(dim=(1, 2, 3)), (rolls > 0).sum(dim=(1, 2, 3)))
     assert not torch.equal(mixed, rolls)
+
+
+def test_chord_slices_are_music21s_chordify():
+    from diffguide.music.rules import _longest_slices
+    from diffguide.music.scores import notes_score
+
+    for roll in chorales.chorales_eval()[::60]:
+        notes = roll_notes(roll)
+        chords = notes_score(notes).chordify().flatten().notes
+        expected = []
+        for start in range(0, FRAMES, 8):  # per half bar, the longest chordified slice within it
+            best, length = (), 0.0
+            for chord in chords:
+                onset = float(chord.offset) * 4
+                inside = min(onset + float(chord.quarterLength) * 4, start + 8) - max(onset, start)
+                if inside > length:
+                    best, length = tuple(sorted(p.midi for p in chord.pitches)), inside
+            expected.append(best)
+        assert _longest_slices(notes, FRAMES, 8) == expected

@@ -75,10 +75,12 @@ def note_density(rolls: Tensor, window: int = DENSITY_WINDOW, softness: float = 
 
 
 def _longest_slices(notes: np.ndarray, frames: int, window: int) -> list[tuple[int, ...]]:
-    """Per window, the pitches of its longest-lasting vertical slice (a run of frames with the same
-    sounding pitches; ties: the earliest), ``()`` where the window is silent."""
+    """Per window, the pitches of its longest-lasting vertical slice (music21's ``chordify``: a new
+    slice wherever a note starts or ends; ties: the earliest), ``()`` where the window is silent."""
     slices = [set() for _ in range(frames)]
+    starts = np.zeros(frames + 1, dtype=bool)
     for onset, duration, pitch in notes.tolist():
+        starts[min(onset, frames)] = True
         for frame in range(onset, min(onset + duration, frames)):
             slices[frame].add(pitch)
     chords = []
@@ -86,7 +88,7 @@ def _longest_slices(notes: np.ndarray, frames: int, window: int) -> list[tuple[i
         best, best_length, frame = (), 0, start
         while frame < start + window:
             end = frame + 1
-            while end < start + window and slices[end] == slices[frame]:
+            while end < start + window and slices[end] == slices[frame] and not starts[end]:
                 end += 1
             if slices[frame] and end - frame > best_length:
                 best, best_length = tuple(sorted(slices[frame])), end - frame
