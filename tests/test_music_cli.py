@@ -62,7 +62,7 @@ def test_rules_need_a_piano_roll_prior():
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "diffguide", *args], capture_output=True, text=True, timeout=900)
+    return subprocess.run([sys.executable, "-m", "diffguide.cli", *args], capture_output=True, text=True, timeout=900)
 
 
 def test_sample_writes_midi_musicxml_and_a_picture(tmp_path):

@@ -13,7 +13,9 @@ Per excerpt (``excerpt_statistics``):
 ``overlapping_area`` is the evaluation of rule-guided music diffusion (Huang et al., ICML 2024,
 after Yang & Lerch 2020): the area shared by the two densities of one statistic (Gaussian kernel
 density estimates), 1 for identical distributions. ``shuffled`` permutes each roll's pitch rows and
-its frames, the reference that keeps the note count and destroys the music.
+its frames, the reference that keeps the note count and destroys the music (it keeps polyphony
+and silence, the counts per frame, exactly). ``tonic_relative_histogram`` averages pitch-class
+histograms with each excerpt's tonic rotated to C, so that transposed sets compare.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .piano_roll import roll_notes
-from .rules import MAJOR_KEYS, MINOR_KEYS, excerpt_key, note_starts, sounding
+from .rules import MAJOR_KEYS, MINOR_KEYS, excerpt_key, note_starts, pitch_class_histogram, sounding
 
 STATISTICS = ("polyphony", "onsets_per_bar", "note_length", "in_key", "pitch_range", "silence")
 MAJOR, MINOR = {0, 2, 4, 5, 7, 9, 11}, {0, 2, 3, 5, 7, 8, 9, 10, 11}
@@ -59,6 +61,20 @@ def excerpt_statistics(rolls: Tensor) -> dict[str, Tensor]:
         "pitch_range": torch.where(occupied.any(-1), highest - lowest, nan),
         "silence": 1 - active.double().mean(-1),
     }
+
+
+def tonic_relative_histogram(rolls: Tensor) -> Tensor:
+    """The mean over rolls of each one's pitch-class histogram rotated so that its key's tonic is class 0
+    (12,): comparable across transpositions, as the prior is trained on transposed excerpts. Silent
+    rolls are left out."""
+    histograms = pitch_class_histogram(rolls)
+    rotated = []
+    for roll, histogram in zip(rolls, histograms):
+        found = excerpt_key(roll_notes(roll))
+        if found is not None:
+            tonic = MAJOR_KEYS.index(found) if found in MAJOR_KEYS else MINOR_KEYS.index(found)
+            rotated.append(histogram.roll(-tonic))
+    return torch.stack(rotated).mean(0)
 
 
 def overlapping_area(a: Tensor, b: Tensor, points: int = 512) -> float:
