@@ -10,7 +10,7 @@ from diffguide.schedules import karras_sigmas
 from diffguide.solvers.ddim import DDIM
 
 
-@pytest.mark.parametrize("name", ["digits", "photos", "ns-vorticity"])
+@pytest.mark.parametrize("name", ["digits", "photos", "ns-vorticity", "chorales"])
 def test_shipped_prior_loads_offline_and_samples(name, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert name in available()
@@ -50,9 +50,28 @@ def test_vorticity_prior_is_periodic_in_its_data_range_with_its_evidence():
     assert evidence["passes"] and evidence["samples"] >= 256
 
 
-@pytest.mark.parametrize("name", ["digits", "photos", "ns-vorticity"])
+@pytest.mark.parametrize("name", ["digits", "photos", "ns-vorticity", "chorales"])
 def test_cards_hold_what_the_issue_asks(name):
     info = json.loads((WEIGHTS_DIR / name / "card.json").read_text())
     for key in ("data", "resolution", "schedule", "parameters", "training_steps", "final_loss_ema", "training_seconds", "weights_sha256",
                 "files_sha256"):
         assert key in info, key
+
+
+def test_chorales_prior_makes_rolls_that_read_as_music():
+    from diffguide.data.chorales import chorales_eval
+    from diffguide.music.statistics import excerpt_statistics, overlapping_area, shuffled
+    from diffguide.solvers.ddim import DDPM
+
+    prior = load("chorales")
+    assert prior.shape == (2, 48, 64) and prior.data_range == (-1.0, 1.0)
+    generator = torch.Generator().manual_seed(0)
+    sigmas = karras_sigmas(20, 0.01, 80.0)
+    samples = DDPM()(prior, None, sigmas[0] * torch.randn(12, *prior.shape, generator=generator), sigmas,
+                     generator=generator)
+    real = chorales_eval()
+    mine, theirs = excerpt_statistics(samples), excerpt_statistics(real)
+    noise = excerpt_statistics(shuffled(real[:12], generator))
+    for name in ("onsets_per_bar", "note_length", "in_key"):
+        assert overlapping_area(mine[name], theirs[name]) > 2 * overlapping_area(noise[name], theirs[name]) + 0.1, name
+    assert 0.85 < float(mine["in_key"].nanmean()) and 2.5 < float(mine["polyphony"].nanmean()) < 5

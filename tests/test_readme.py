@@ -13,7 +13,8 @@ from diffguide.operators import Blur
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_the_readme_python_examples_run_and_count_what_they_say():
+def test_the_readme_python_examples_run_and_count_what_they_say(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the examples write their files here
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert len(blocks) >= 2
     digit = load_digits_split()[2][:1]
@@ -24,3 +25,4 @@ def test_the_readme_python_examples_run_and_count_what_they_say():
             exec(compile(block, str(README), "exec"), namespace)
     assert printed.getvalue().split()[:2] == ["100", "100"]  # the comment: forward and backward passes
     assert namespace["x0"].shape == (8, 1, 16, 16) and torch.isfinite(namespace["x0"]).all()
+    assert namespace["rolls"].shape == (2, 2, 48, 64) and (tmp_path / "cadence.mid").is_file()

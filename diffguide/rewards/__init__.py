@@ -4,8 +4,10 @@ from .classifier import ClassifierReward
 from .digit_shape import ComponentCountReward, InkFractionReward
 from .likelihood import GaussianLikelihood, Likelihood
 from .motion import MotionReward
+from .music_rules import ChordProgressionRule, MusicRule, NoteDensityRule, PitchHistogramRule, RuleSum
 from .noisy_classifier import NoisyClassifierReward
 from .readout import ReadoutReward
 
 __all__ = ["Reward", "Likelihood", "GaussianLikelihood", "ClassifierReward", "NoisyClassifierReward", "ReadoutReward",
-           "MotionReward", "ComponentCountReward", "InkFractionReward"]
+           "MotionReward", "ComponentCountReward", "InkFractionReward", "MusicRule", "PitchHistogramRule", "NoteDensityRule",
+           "ChordProgressionRule", "RuleSum"]
