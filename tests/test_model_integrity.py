@@ -153,7 +153,7 @@ def test_a_trained_prior_has_a_checked_card_and_works_in_solve(tmp_path, grey_pn
     (["--lr", "nan"], "--lr must be"),
     (["--checkpoint-every-seconds", "0"], "--checkpoint-every-seconds must be"),
     (["--seed", str(2**64)], r"--seed must be an integer in \[-2\*\*63, 2\*\*64\)"),
-    (["--data", "cifar"], "--data 'cifar' is not a training set; expected one of digits, digits-autoguide, ns-vorticity, photos"),
+    (["--data", "cifar"], "--data 'cifar' is not a training set; expected one of chorales, digits, digits-autoguide, ns-vorticity, photos"),
 ])
 def test_bad_training_settings_are_refused_before_anything_is_written(tmp_path, capsys, args, message):
     out = tmp_path / "run"
