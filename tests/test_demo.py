@@ -24,3 +24,7 @@ def test_quick_demo_writes_report_figures_and_metrics(tmp_path):
     assert conditional["CFG 3"]["network_passes"] == 2 * alone["network_passes"]  # two passes a guided step
     for bold in ("SCG+CFG, bold", "FreeDoM+CFG, bold"):  # the composed reward makes the strokes bolder
         assert conditional[bold]["ink_fraction"] > alone["ink_fraction"]
+    music = metrics["music-rules"]  # SCG lowers each rule's exact loss below the unguided rolls'
+    for row in ("SCG: two voices, one onset a beat", "SCG: I-IV-V-I in C", "SCG: both rules"):
+        assert music[row]["rule_losses"][row] < music["unguided DDPM"]["rule_losses"][row]
+        assert (out / music[row]["midi"]).stat().st_size > 0

@@ -329,7 +329,7 @@ def music_rules(quick, generator):
                           "unguided and guided by SCG (stochastic control guidance, 8 candidate steps a step) towards "
                           "rules that cannot be differentiated: a note density (two voices, one onset a beat), a "
                           "chord progression (I-IV-V-I in C, two half bars each) and both at once; each rule loss is "
-                          "the exact count (0: the rule holds).", files)
+                          "the exact count (0: the rule holds)."), files
 
 
 PROBLEMS = {"mixture-posterior": mixture_posterior, "digits-deblur": digits_deblur, "digits-inpaint": digits_inpaint,
