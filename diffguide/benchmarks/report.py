@@ -97,6 +97,7 @@ COST_CURVES = {
     "gmm-posterior": ("sliced W2 / floor (mean over instances)",
                       lambda m: m["sliced_wasserstein"] / m["floor"] if m.get("floor") else None, True),
     "restore": ("PSNR (dB)", lambda m: m.get("psnr"), False),
+    "music-rules": ("rule loss (lower follows the rule)", lambda m: m.get("rule_loss"), False),
 }
 
 
@@ -199,8 +200,6 @@ TRADE_OFFS = {
     "digits-unconditional": [("kernel_distance", "precision", "kernel distance to held-out digits (lower is closer)",
                               "precision (fidelity)"),
                              ("recall", "precision", "recall (coverage)", "precision (fidelity)")],
-    "music-rules": [("rule_loss", "mean_overlap", "rule loss (lower follows the rule)",
-                     "overlap of the music statistics with held-out chorales")],
     "digits-bold": [("ink_error", "judge_accuracy", "ink error |fraction - target| (lower is bolder as asked)",
                      "judge accuracy"),
                     ("ink_error", "kernel_distance", "ink error |fraction - target| (lower is bolder as asked)",
