@@ -110,9 +110,11 @@ def run(args) -> None:
             start = time.perf_counter()
             samples = solver(prior, reward, x.to(device), sigmas, generator=generator, **cond).cpu()
             wall += time.perf_counter() - start
-            images += [to_uint8(sample, prior.data_range) for sample in samples]
-            shown.append(samples[: max(0, GRID_SAMPLES - offset)])
-            kept.append(samples if music else samples[:0])
+            if music:
+                kept.append(samples)
+            else:
+                images += [to_uint8(sample, prior.data_range) for sample in samples]
+                shown.append(samples[: max(0, GRID_SAMPLES - offset)])
     losses = None if reward is None else reward.rule_loss(torch.cat(kept)).double()
     if music:
         files = music_files(torch.cat(kept), losses)
