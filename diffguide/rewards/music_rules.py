@@ -37,9 +37,11 @@ class MusicRule(Reward):
         self.register_buffer("target", target, persistent=False)
 
     def statistic(self, x0: torch.Tensor) -> torch.Tensor:
+        """The rule's statistic of each roll, (B, D)."""
         raise NotImplementedError
 
     def loss(self, statistic: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The paper's loss per sample, (B,), between statistics and targets."""
         raise NotImplementedError
 
     def rule_loss(self, x0: torch.Tensor) -> torch.Tensor:
@@ -48,8 +50,9 @@ class MusicRule(Reward):
         target = self.target.to(statistic.device)
         if target.dim() == 2 and target.shape[0] != statistic.shape[0]:
             raise ValueError(f"{type(self).__name__} has {target.shape[0]} targets for {statistic.shape[0]} samples")
-        return self.loss(statistic, target.to(statistic.dtype) if statistic.is_floating_point() else target)\
-            .to(device=x0.device, dtype=x0.dtype)
+        if statistic.is_floating_point():
+            target = target.to(statistic.dtype)
+        return self.loss(statistic, target).to(device=x0.device, dtype=x0.dtype)
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         return -self.rule_loss(x0)
