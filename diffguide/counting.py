@@ -6,6 +6,8 @@ Methods are compared at equal cost, so every run counts:
 - ``backward_passes``: vector-Jacobian products through the denoiser, counted where they happen
   (``network_passes.denoise_counted``): a gradient through one denoiser call counts once, a
   gradient through the ``n`` calls of a multi-step estimate ``n`` times, one row of a Jacobian once.
+- ``decoder_passes`` / ``decoder_backward_passes``: forward and backward passes through a latent
+  prior's image decoder (``priors.latent``), counted as the denoiser's are but apart from them.
 - ``operator_evals``: forward-model evaluations, one per sample (a batch of J
   particles is J evaluations, as a black-box simulator would run them).
 - ``grad_evals``: guidance gradients the solver takes (through the denoiser or only through the
@@ -36,6 +38,8 @@ class Counters:
 
     nfe: int = 0
     backward_passes: int = 0
+    decoder_passes: int = 0
+    decoder_backward_passes: int = 0
     operator_evals: int = 0
     grad_evals: int = 0
     operator_failures: int = 0
@@ -45,6 +49,7 @@ class Counters:
     def work(self) -> dict[str, int]:
         """The network passes and evaluations, with the cost in forward-pass equivalents, for a record."""
         return {"nfe": self.nfe, "backward_passes": self.backward_passes, "network_passes": network_passes(self),
+                "decoder_passes": self.decoder_passes, "decoder_backward_passes": self.decoder_backward_passes,
                 "operator_evals": self.operator_evals, "grad_evals": self.grad_evals}
 
     def add(self, other: "Counters") -> None:

@@ -24,15 +24,15 @@ class _CountBackward(torch.autograd.Function):
     """The identity, counting each backward pass through it in the counters given."""
 
     @staticmethod
-    def forward(ctx, x0: torch.Tensor, counts: Counters | None) -> torch.Tensor:
-        ctx.counts = counts
+    def forward(ctx, x0: torch.Tensor, counts: Counters | None, field: str) -> torch.Tensor:
+        ctx.counts, ctx.field = counts, field
         return x0.view_as(x0)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         if ctx.counts is not None:
-            ctx.counts.backward_passes += 1
-        return grad, None
+            setattr(ctx.counts, ctx.field, getattr(ctx.counts, ctx.field) + 1)
+        return grad, None, None
 
 
 def denoise_counted(denoiser, x: torch.Tensor, sigma, *args, **cond) -> torch.Tensor:
@@ -43,6 +43,6 @@ def denoise_counted(denoiser, x: torch.Tensor, sigma, *args, **cond) -> torch.Te
     return backward_counted(denoiser(x, sigma, *args, **cond))
 
 
-def backward_counted(output: torch.Tensor) -> torch.Tensor:
-    """``output`` of one network pass (unchanged), each backward pass through it counted."""
-    return _CountBackward.apply(output, active()) if output.requires_grad else output
+def backward_counted(output: torch.Tensor, field: str = "backward_passes") -> torch.Tensor:
+    """``output`` of one network pass (unchanged), each backward pass through it counted in ``field``."""
+    return _CountBackward.apply(output, active(), field) if output.requires_grad else output

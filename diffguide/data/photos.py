@@ -107,3 +107,10 @@ def photos_eval() -> Tensor:
         top, left = EVAL_CORNERS[name]
         crops.append(halve(load_photo(name))[:, top:top + EVAL_SIZE, left:left + EVAL_SIZE])
     return torch.stack(crops)
+
+
+def photos_eval_tiles() -> Tensor:
+    """The evaluation crops cut into (3, 32, 32) tiles, row by row: 32 held-out training-size images in [-1, 1]."""
+    crops = photos_eval()
+    tiles = crops.unfold(2, CROP_SIZE, CROP_SIZE).unfold(3, CROP_SIZE, CROP_SIZE)  # (2, 3, 4, 4, 32, 32)
+    return tiles.permute(0, 2, 3, 1, 4, 5).reshape(-1, 3, CROP_SIZE, CROP_SIZE)

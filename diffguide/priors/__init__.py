@@ -4,5 +4,9 @@ from .diffusers_unet import DiffusersDenoiser
 from .embedded import available, card, load
 from .gaussian import GaussianPrior
 from .gaussian_mixture import GaussianMixturePrior
+from .latent import LatentPrior
+from .pipeline import load_pipeline_prior
+from .prompt_encoder import PromptEncoder
 
-__all__ = ["load", "available", "card", "DiffusersDenoiser", "FromDeepinv", "ToDeepinv", "GaussianPrior", "GaussianMixturePrior"]
+__all__ = ["load", "available", "card", "DiffusersDenoiser", "FromDeepinv", "ToDeepinv", "GaussianPrior", "GaussianMixturePrior",
+           "LatentPrior", "load_pipeline_prior", "PromptEncoder"]

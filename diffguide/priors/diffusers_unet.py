@@ -44,8 +44,10 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 #: how the UNet's weights files are named (one file, a .bin, shards and their index): all checked against a card
 WEIGHTS_PREFIX = "diffusion_pytorch_model"
-NOT_PIXEL_SPACE = ("only pixel-space UNet2DModel models (e.g. a DDPMPipeline) are supported; "
-                   "latent/text pipelines are not supported yet")
+NOT_PIXEL_SPACE = ("DiffusersDenoiser.from_pretrained loads pixel-space UNet2DModel models (e.g. a DDPMPipeline); "
+                   "load a latent or text-conditioned pipeline with diffguide.priors.load_pipeline_prior(folder)")
+#: the UNet classes a denoiser runs: pixel-space or latent ``UNet2DModel``, text-conditioned ``UNet2DConditionModel``
+UNET_CLASSES = ("UNet2DModel", "UNet2DConditionModel")
 
 
 class DiffusersDenoiser(torch.nn.Module):
@@ -189,7 +191,7 @@ class DiffusersDenoiser(torch.nn.Module):
         ``null_label``, used unless given here; without a card they are (-1, 1) and None."""
         path = Path(path)
         if not path.is_dir():
-            raise ValueError(_missing_folder_message(str(path)))
+            raise ValueError(missing_folder_message(str(path)))
         if (path / "model_index.json").is_file():
             _check_pixel_space_pipeline(path / "model_index.json")
         if (path / "unet").is_dir():
@@ -199,8 +201,8 @@ class DiffusersDenoiser(torch.nn.Module):
         card = read_card(path / CARD) if (path / CARD).is_file() else None
         if card is not None:
             verify_files(path, card, _model_files(unet_dir, scheduler_file))
-        alphas_cumprod, scheduler = _load_scheduler(scheduler_file)
-        unet = _load_unet(unet_dir)
+        alphas_cumprod, scheduler = load_scheduler(scheduler_file)
+        unet = load_unet(unet_dir)
         card_range, card_null_label = _card_settings(path / CARD, card or {}, unet)
         denoiser = cls(unet, alphas_cumprod, scheduler.get("prediction_type", "epsilon"),
                        card_range if data_range is None else data_range, shape,
@@ -231,7 +233,7 @@ def _card_settings(file: Path, card: dict, unet: UNet2DModel) -> tuple[tuple[flo
     return (float(data_range[0]), float(data_range[1])), null_label
 
 
-def _missing_folder_message(path: str) -> str:
+def missing_folder_message(path: str) -> str:
     if HUB_ID.fullmatch(path):
         return (f"{path}: no such folder; nothing is downloaded, so for a Hugging Face Hub id download the model "
                 f"first (e.g. huggingface-cli download {path} --local-dir DIR) and pass the folder DIR")
@@ -239,7 +241,7 @@ def _missing_folder_message(path: str) -> str:
             "or a UNet2DModel config.json, its weights and scheduler_config.json)")
 
 
-def _read_json(file: Path) -> dict:
+def read_json(file: Path) -> dict:
     try:
         return json.loads(file.read_text())
     except (OSError, ValueError) as error:
@@ -248,7 +250,7 @@ def _read_json(file: Path) -> dict:
 
 def _check_pixel_space_pipeline(index_file: Path) -> None:
     """A ``model_index.json`` must name a ``UNet2DModel`` unet and no component besides it and the scheduler."""
-    index = _read_json(index_file)
+    index = read_json(index_file)
     components = {name: entry[-1] for name, entry in index.items()
                   if not name.startswith("_") and isinstance(entry, list) and entry and entry[-1] is not None}
     if components.get("unet") != "UNet2DModel" or set(components) - {"unet", "scheduler"}:
@@ -256,7 +258,7 @@ def _check_pixel_space_pipeline(index_file: Path) -> None:
         raise ValueError(f"{index_file}: a {index.get('_class_name', 'pipeline')} ({found}); {NOT_PIXEL_SPACE}")
 
 
-def _load_scheduler(file: Path) -> tuple[torch.Tensor, dict]:
+def load_scheduler(file: Path) -> tuple[torch.Tensor, dict]:
     """``(alphas_cumprod, config)`` from a diffusers ``scheduler_config.json``.
 
     The scheduler is built with ``from_config`` and its ``alphas_cumprod`` read; for a class
@@ -264,7 +266,7 @@ def _load_scheduler(file: Path) -> tuple[torch.Tensor, dict]:
     if not file.is_file():
         raise ValueError(f"{file}: missing; expected the scheduler_config.json of a diffusers scheduler "
                          "with a noise schedule (DDPM, DDIM, DPMSolverMultistep, Euler, ...)")
-    config = _read_json(file)
+    config = read_json(file)
     name = config.get("_class_name")
     try:
         scheduler_class = getattr(diffusers, name) if isinstance(name, str) else None
@@ -297,21 +299,30 @@ def _alphas_cumprod_from_betas(file: Path, scheduler_class: type, config: dict) 
         raise ValueError(f"{file}: could not compute its betas ({type(error).__name__}: {error})") from error
 
 
-def _load_unet(folder: Path) -> UNet2DModel:
+def load_unet(folder: Path, classes: tuple[str, ...] = ("UNet2DModel",)) -> torch.nn.Module:
+    """The UNet saved in ``folder``, whose class must be one of ``classes``."""
     config_file = folder / "config.json"
     if not config_file.is_file():
-        raise ValueError(f"{folder}: no config.json; expected a UNet2DModel saved with save_pretrained "
+        raise ValueError(f"{folder}: no config.json; expected a {' or '.join(classes)} saved with save_pretrained "
                          "(config.json and diffusion_pytorch_model.safetensors or .bin)")
-    name = _read_json(config_file).get("_class_name")
-    if name != "UNet2DModel":
-        raise ValueError(f"{config_file}: model class {name!r}; {NOT_PIXEL_SPACE}")
+    name = read_json(config_file).get("_class_name")
+    if name not in classes:
+        raise ValueError(f"{config_file}: model class {name!r}; " + (NOT_PIXEL_SPACE if classes == ("UNet2DModel",)
+                         else f"expected one of {', '.join(classes)}"))
+    with padding_mode_notice_silenced():
+        unet = load_component(getattr(diffusers, name), folder)
+    return restore_padding_mode(unet)  # e.g. the circular padding of the ns-vorticity prior
+
+
+def load_component(model_class: type, folder: Path):
+    """A diffusers or transformers model saved in ``folder`` by ``save_pretrained``, never downloaded; a failure
+    is a ``ValueError`` naming the folder."""
     try:
-        with padding_mode_notice_silenced():
-            # use_safetensors=None: the .safetensors file, else the .bin one (diffusers loads it weights_only)
-            unet = UNet2DModel.from_pretrained(folder, local_files_only=True, use_safetensors=None,
-                                               low_cpu_mem_usage=False)
+        # use_safetensors=None: the .safetensors file, else the .bin one (loaded weights_only)
+        return model_class.from_pretrained(folder, local_files_only=True, use_safetensors=None,
+                                           **({"low_cpu_mem_usage": False} if model_class.__module__.startswith(
+                                               "diffusers") else {}))
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{folder}: could not load the UNet2DModel weights ({reason}); expected a complete "
-                         "diffusion_pytorch_model.safetensors (or .bin) saved with save_pretrained") from error
-    return restore_padding_mode(unet)  # e.g. the circular padding of the ns-vorticity prior
+        raise ValueError(f"{folder}: could not load the {model_class.__name__} weights ({reason}); expected a "
+                         "complete config and weights file saved with save_pretrained") from error

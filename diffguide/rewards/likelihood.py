@@ -6,6 +6,7 @@ the operator is a black box, which is all a derivative-free method needs.
 from __future__ import annotations
 
 import abc
+import copy
 import math
 import warnings
 from typing import Callable
@@ -35,6 +36,13 @@ class Likelihood(Reward, abc.ABC):
     @property
     def differentiable(self) -> bool:
         return self.operator.differentiable
+
+    def with_operator(self, operator: Operator) -> "Likelihood":
+        """This likelihood (its class, measurement and noise model) of another operator; ``self`` is unchanged."""
+        other = copy.copy(self)
+        other._modules, other._buffers, other._parameters = dict(self._modules), dict(self._buffers), dict(self._parameters)
+        other.operator = as_operator(operator)
+        return other
 
     @abc.abstractmethod
     def log_prob(self, y_pred: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ from .. import validation
 from ..counting import counting
 from ..placement import check_placement
 from ..rewards.base import Reward
+from ..rewards.decoded import image_decoder, in_image_space
 from .divergence import DivergenceGuard
 from .record import StepRecord
 from .reward_output import checked_outputs
@@ -60,6 +61,7 @@ class Solver(validation.CheckedFields, abc.ABC):
         if hasattr(denoiser, "for_run"):  # a guided denoiser: its per-run state is this run's
             self.check_guidance(denoiser, cond)
             denoiser = denoiser.for_run(generator)
+        reward = self.reward_of_state(denoiser, reward)
         self.check(denoiser, reward, x, sigmas)
         name = type(self).__name__
         with torch.no_grad(), counting() as counts:
@@ -73,6 +75,18 @@ class Solver(validation.CheckedFields, abc.ABC):
     @abc.abstractmethod
     def sample(self, run: Run, reward: Reward | None, x: torch.Tensor) -> torch.Tensor:
         """The update rule: runs the loop over ``run.steps()`` and returns the final sample."""
+
+    def reward_of_state(self, denoiser, reward: Reward | None) -> Reward | None:
+        """The reward as this solver reads it: on a latent prior, of the decoded clean estimate
+        (``rewards.decoded``); a reward of the network's features is read as it is."""
+        prior = image_decoder(denoiser)
+        if reward is None or prior is None or self.reward_input == "readout":
+            return reward
+        if self.reward_input == "noisy":
+            raise ValueError(f"{type(self).__name__} scores the noisy state with a noise-aware classifier, but on a "
+                             "latent prior the state is a latent, not an image; use a clean-estimate method "
+                             "(DPS, universal guidance, TFG) with a classifier of images")
+        return in_image_space(reward, prior)
 
     def check_guidance(self, denoiser, cond: dict) -> None:
         """``ValueError`` when a guided denoiser cannot run under this solver or with this condition."""

@@ -7,6 +7,7 @@ names what it got and what to use instead.
 from __future__ import annotations
 
 from ..operators.base import LinearOperator
+from ..rewards.decoded import Decoding
 from ..rewards.likelihood import GaussianLikelihood
 
 
@@ -20,6 +21,10 @@ def require_gaussian(solver: str, reward, why: str = "") -> None:
 def require_linear_gaussian(solver: str, reward) -> None:
     """``ValueError`` unless ``reward`` is a ``GaussianLikelihood`` with a ``LinearOperator``."""
     require_gaussian(solver, reward)
+    if isinstance(getattr(reward.operator, "inner", None), Decoding):
+        raise ValueError(f"{solver} works with the linear algebra of the operator on images, but on a latent prior "
+                         "the measurement is of decoded latents, which is not linear in the state; use DPS, DAPS, "
+                         "RED-diff or a derivative-free solver (EnKG)")
     if not isinstance(reward.operator, LinearOperator):
         raise ValueError(f"{solver} needs a linear operator (a LinearOperator), got "
                          f"{type(reward.operator).__name__}; use a gradient-based solver such as DPS, or DAPS")

@@ -81,7 +81,7 @@ def train(
     check_run_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     images, labels = data(out) if inspect.signature(data).parameters else data()
-    config = _jsonable(
+    config = jsonable(
         dict(
             unet=unet or unet_config(),
             scheduler=scheduler or scheduler_config(),
@@ -150,19 +150,19 @@ def train(
             group["lr"] = current_lr
         loss = _loss(model, noise_schedule, images, labels, batch_size, label_dropout, generator, bf16, augment)
         if not torch.isfinite(loss):  # stop before the state is spoilt: the last checkpoint stays good
-            raise _diverged(f"loss {loss.item()} at step {step + 1}", out)
+            raise diverged_error(f"loss {loss.item()} at step {step + 1}", out)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
-        _update_ema(ema, model, min(ema_decay, (1 + step) / (10 + step)))
+        update_ema(ema, model, min(ema_decay, (1 + step) / (10 + step)))
         losses.append(loss.item())
         step += 1
         now = time.monotonic()
         elapsed += now - t_step
         bar.update(1)
         if step % 10 == 0:
-            bar.set_postfix(loss=f"{_smoothed(losses):.4f}")
+            bar.set_postfix(loss=f"{smoothed_loss(losses):.4f}")
         if step % log_every == 0 or step == steps:
             rate = (step - step_last_log) / max(now - t_last_log, 1e-9)
             recent = losses[step_last_log:step]
@@ -186,15 +186,15 @@ def train(
             value_range=[images.min().item(), images.max().item()],
         ),
         training_steps=step,
-        final_loss_ema=_smoothed(losses),
+        final_loss_ema=smoothed_loss(losses),
         training_seconds=round(elapsed, 1),
     )
     if not math.isfinite(card["final_loss_ema"]):
-        raise _diverged(f"final loss {card['final_loss_ema']}", out)
+        raise diverged_error(f"final loss {card['final_loss_ema']}", out)
     return export_final(out, {k: v.cpu() for k, v in ema.items()}, config, card)
 
 
-def _diverged(what: str, out: Path) -> ValueError:
+def diverged_error(what: str, out: Path) -> ValueError:
     return ValueError(f"training diverged ({what}); nothing exported: check the data for NaN/Inf or lower the "
                       f"learning rate, and start over (another folder, or delete {out / 'checkpoint'})")
 
@@ -231,7 +231,7 @@ def _loss(
 
 
 @torch.no_grad()
-def _update_ema(ema: dict[str, Tensor], model: torch.nn.Module, decay: float) -> None:
+def update_ema(ema: dict[str, Tensor], model: torch.nn.Module, decay: float) -> None:
     for name, value in model.state_dict().items():
         if value.is_floating_point():
             ema[name].lerp_(value, 1.0 - decay)
@@ -239,7 +239,7 @@ def _update_ema(ema: dict[str, Tensor], model: torch.nn.Module, decay: float) ->
             ema[name].copy_(value)
 
 
-def _smoothed(losses: list[float], decay: float = 0.99) -> float:
+def smoothed_loss(losses: list[float], decay: float = 0.99) -> float:
     """Exponential moving average of the loss history (bias-corrected)."""
     average, weight = 0.0, 0.0
     for value in losses[-2000:]:
@@ -248,6 +248,6 @@ def _smoothed(losses: list[float], decay: float = 0.99) -> float:
     return average / weight if weight else float("nan")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """``value`` as it reads back from JSON (tuples become lists), so configs compare equal."""
     return json.loads(json.dumps(value))
