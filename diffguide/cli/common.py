@@ -10,17 +10,21 @@ import torch
 
 from ..priors.diffusers_unet import DiffusersDenoiser
 from ..priors.embedded import available, load
+from ..priors.pipeline import is_latent_pipeline, load_pipeline_prior
 from ..schedules import prior_sigmas
 from .errors import UsageError
 
 
 def load_prior(spec: str, shape: str | None = None):
-    """A shipped prior by name (``digits``, ``photos``) or a local diffusers model folder;
-    ``shape`` ("C,H,W", the CLI's ``--shape``) sets its per-sample shape."""
+    """A shipped prior by name (``digits``, ``photos``) or a local diffusers model or pipeline folder;
+    ``shape`` ("C,H,W", the CLI's ``--shape``) sets its per-sample (image) shape."""
     size = parse_shape(shape) if shape is not None else None
     try:
         if spec in available() and not Path(spec).exists():
             prior = load(spec)
+            return fit_prior(prior, size) if size else prior
+        if is_latent_pipeline(spec):
+            prior = load_pipeline_prior(spec)
             return fit_prior(prior, size) if size else prior
         return DiffusersDenoiser.from_pretrained(spec, shape=size)
     except ValueError as err:
@@ -39,7 +43,13 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 
 def fit_prior(prior, shape: tuple[int, int, int]):
-    """The prior for images of ``shape``: same channels; other sizes only for a fully convolutional prior."""
+    """The prior for images of ``shape``: same channels; other sizes only for a fully convolutional prior
+    (for a latent prior, ``shape`` is the decoded image's)."""
+    if hasattr(prior, "with_image_shape"):
+        try:
+            return prior.with_image_shape(shape)
+        except ValueError as err:
+            raise UsageError(f"the image does not fit the prior: {err}") from None
     if tuple(shape) == tuple(prior.shape):
         return prior
     if shape[0] != prior.shape[0]:

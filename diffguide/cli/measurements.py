@@ -18,14 +18,16 @@ MAX_MAGNITUDE = 1e6
 
 def read_measurement(path: str, prior, output_shape: tuple[int, ...]) -> torch.Tensor:
     """y as (1, *output_shape): a real, finite, plausibly sized float .npy array of the operator's
-    output shape, or an image in the prior's channels and range."""
+    output shape, or an image in the prior's channels and range (a latent prior's: its images')."""
+    from ..priors.latent import image_range_of, image_shape_of
+
     if Path(path).suffix.lower() != ".npy":
-        y = read_image(path, prior.shape[0], prior.data_range)
+        y = read_image(path, image_shape_of(prior)[0], image_range_of(prior))
     else:
         y = torch.from_numpy(_load_npy(path))[None].float()
     if tuple(y.shape[1:]) != tuple(output_shape):
         raise UsageError(f"the measurement y has shape {tuple(y.shape[1:])} ({path}), but the operator maps "
-                         f"the prior's {tuple(prior.shape)} samples to {tuple(output_shape)}")
+                         f"the prior's {image_shape_of(prior)} images to {tuple(output_shape)}")
     return y
 
 

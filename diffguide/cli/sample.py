@@ -9,6 +9,7 @@ import time
 
 from .device_options import add_device_options
 from .errors import UsageError
+from .prompts import add_prompt_options
 from .specs import GUIDANCE, UNGUIDED, parse_guidance, parse_solver
 
 #: samples drawn together by default
@@ -23,8 +24,11 @@ def add_parser(subparsers) -> None:
                                           "grid.png and samples.json to --out; a piano-roll prior (chorales) "
                                           "writes sample_NNN.mid, sample_NNN.musicxml and rolls.png, and --rule "
                                           "guides it towards musical rules.")
-    p.add_argument("--prior", required=True, help="a shipped prior (digits, photos) or a diffusers model folder (unet/ + scheduler/)")
-    p.add_argument("--shape", help="per-sample shape C,H,W of a model folder's UNet when its config has no sample_size")
+    p.add_argument("--prior", required=True, help="a shipped prior (digits, photos, photos-latent, ...) or a diffusers "
+                                                  "model or pipeline folder (unet/ + scheduler/, and vae/ for a latent "
+                                                  "prior such as a Stable Diffusion folder)")
+    p.add_argument("--shape", help="per-sample image shape C,H,W: another size for a fully convolutional prior, or "
+                                   "the shape of a model folder's UNet when its config has no sample_size")
     p.add_argument("--n", type=int, default=16, help="number of samples (default 16); grid.png shows the first 256")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--solver", default=None,
@@ -39,9 +43,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--class-label", type=int, default=None, help="class label for a class-conditional prior")
     p.add_argument("--guidance", default=None,
                    help=f"guidance on the prior's prediction, NAME[:key=value,...] with NAME one of "
-                        f"{', '.join(GUIDANCE)} (e.g. cfg:scale=3; needs --class-label)")
+                        f"{', '.join(GUIDANCE)} (e.g. cfg:scale=3; needs --class-label or --prompt)")
     p.add_argument("--guidance-interval", default=None, metavar="LO,HI",
                    help="guide only at noise levels sigma in (LO, HI] (default: every level)")
+    add_prompt_options(p)
     p.add_argument("--seed", type=int, default=0)
     add_device_options(p)
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
@@ -65,6 +70,8 @@ def run(args) -> None:
     from ..music.piano_roll import is_piano_roll_shape
     from .music_files import music_files
     from .outputs import check_disk, check_out
+    from ..priors.latent import image_range_of, image_shape_of, images_of
+    from .prompts import check_prompt_options, prompt_condition
     from .rules import rule_reward
 
     out = check_out(args.out)
@@ -80,18 +87,21 @@ def run(args) -> None:
     reward = rule_reward(args.rule, prior.shape) if args.rule else None
     if reward is not None:
         check_rule_solver(solver, reward, args.solver)
+    check_prompt_options(prior, args)
     if args.class_label is not None:
-        classes = prior.null_label or getattr(prior.unet.config, "num_class_embeds", None)
+        classes = getattr(prior, "null_label", None) or getattr(prior.unet.config, "num_class_embeds", None)
         if not classes or not 0 <= args.class_label < classes:
             raise UsageError(f"--class-label {args.class_label} does not fit the prior "
                              f"({'labels 0..' + str(classes - 1) if classes else 'not class-conditional'})")
     prior = place_prior(prior, device, args.precision)
+    base = prior  # what decodes a latent prior's samples
+    prompt = prompt_condition(prior, args.prompt)
     if args.guidance is not None:
-        prior = guided(prior, solver, args, device)
+        prior = guided(prior, solver, args, device, prompt)
     elif args.guidance_interval is not None:
         raise UsageError("--guidance-interval needs --guidance (e.g. --guidance cfg:scale=3)")
     batch = min(args.n, args.batch_size)
-    pixels = math.prod(prior.shape)
+    pixels = math.prod(image_shape_of(base))
     # one batch through the network, every sample kept as 8-bit pixels, the grid's samples as floats
     check_fits(f"sampling {args.n} sample(s) of {'x'.join(map(str, prior.shape))} in batches of {batch}",
                estimate_bytes(batch, prior.shape, False) + args.n * pixels + 4 * min(args.n, GRID_SAMPLES) * pixels,
@@ -104,16 +114,16 @@ def run(args) -> None:
     with counting() as counts:
         for offset in range(0, args.n, batch):
             size = min(batch, args.n - offset)
-            cond = {} if args.class_label is None else {
+            cond = dict(prompt) if args.class_label is None else {
                 "class_labels": torch.full((size,), args.class_label, dtype=torch.long, device=device)}
             x = sigmas[0] * torch.randn(size, *prior.shape, generator=generator)
             start = time.perf_counter()
-            samples = solver(prior, reward, x.to(device), sigmas, generator=generator, **cond).cpu()
+            samples = images_of(base, solver(prior, reward, x.to(device), sigmas, generator=generator, **cond)).cpu()
             wall += time.perf_counter() - start
             if music:
                 kept.append(samples)
             else:
-                images += [to_uint8(sample, prior.data_range) for sample in samples]
+                images += [to_uint8(sample, image_range_of(base)) for sample in samples]
                 shown.append(samples[: max(0, GRID_SAMPLES - offset)])
     losses = None if reward is None else reward.rule_loss(torch.cat(kept)).double()
     if music:
@@ -121,31 +131,33 @@ def run(args) -> None:
     else:
         files = {f"sample_{i:03d}.png": (lambda path, image=image: Image.fromarray(image).save(path))
                  for i, image in enumerate(images)}
-        files["grid.png"] = lambda path: save_image(grid(torch.cat(shown)), path, prior.data_range)
+        files["grid.png"] = lambda path: save_image(grid(torch.cat(shown)), path, image_range_of(base))
     files["samples.json"] = {"n": args.n, "batch_size": batch, **counts.work(), "wall_seconds": wall,
                              "device": str(device), "precision": args.precision,
                              "seed": args.seed, "steps": args.steps, "solver": type(solver).__name__,
                              "config": dataclasses.asdict(solver), "class_label": args.class_label,
                              "guidance": args.guidance, "guidance_interval": args.guidance_interval,
-                             "rules": args.rule, "rule_loss": None if losses is None else losses.tolist(),
+                             "prompt": args.prompt, "negative_prompt": args.negative_prompt, "rules": args.rule, "rule_loss": None if losses is None else losses.tolist(),
                              "mean_rule_loss": None if losses is None else float(losses.mean()),
                              "prior": str(args.prior), "model": getattr(prior, "model_config", None)}
     write_outputs(out, files)
     print(f"{args.n} samples, {counts.nfe} NFE, {wall:.1f} s -> {out}")
 
 
-def guided(prior, solver, args, device):
-    """``prior`` under ``--guidance`` and ``--guidance-interval``, checked against the solver and the
-    condition before any sampling (``UsageError``)."""
+def guided(prior, solver, args, device, prompt: dict):
+    """``prior`` under ``--guidance`` and ``--guidance-interval`` (and ``--negative-prompt``), checked against
+    the solver and the condition before any sampling (``UsageError``)."""
     import torch
 
     from ..guidance import GuidedDenoiser, NoiseInterval
+    from .prompts import with_negative_prompt
 
     rule, negative = parse_guidance(args.guidance)
+    negative = with_negative_prompt(prior, negative, args.negative_prompt)
     try:
         interval = None if args.guidance_interval is None else NoiseInterval.parse(args.guidance_interval)
         guided_prior = GuidedDenoiser(prior, rule, negative, interval)
-        cond = {} if args.class_label is None else {"class_labels": torch.full((1,), args.class_label, device=device)}
+        cond = prompt if args.class_label is None else {"class_labels": torch.full((1,), args.class_label, device=device)}
         solver.check_guidance(guided_prior, cond)
     except ValueError as error:
         raise UsageError(f"--guidance {args.guidance}: {error}") from None

@@ -20,7 +20,8 @@ def add_parser(subparsers) -> None:
                               description="Measure --input through --operator with Gaussian noise, restore it "
                                           "with --solver over the prior, and write measurement.png, result.png "
                                           "and result.json (metrics, NFE, wall time, seed) to --out.")
-    p.add_argument("--prior", required=True, help="a shipped prior (digits, photos) or a diffusers model folder (unet/ + scheduler/)")
+    p.add_argument("--prior", required=True, help="a shipped prior (digits, photos, photos-latent, ...) or a diffusers "
+                                                  "model or pipeline folder (unet/ + scheduler/, and vae/ for a latent prior)")
     p.add_argument("--shape", help="per-sample shape C,H,W of a model folder's UNet when its config has no sample_size")
     p.add_argument("--operator", required=True, help=OPERATOR_HELP)
     p.add_argument("--solver", default="dps", help="solver spec, e.g. 'dps' or 'dps:zeta=0.5' (default: dps)")
@@ -50,6 +51,7 @@ def run(args) -> None:
     from ..metrics import psnr, relative_l2, ssim
     from ..rewards.likelihood import GaussianLikelihood
     from ..device_runs import on_device, solve_on_device
+    from ..priors.latent import image_range_of, image_shape_of, images_of
     from .common import fit_prior, load_prior, schedule, write_outputs
     from .counts import MAX_SEED, MAX_STEPS, check_count, check_positive_float
     from .device_options import place_prior, resolve_device
@@ -71,20 +73,21 @@ def run(args) -> None:
     particles = args.particles if args.particles is not None else ENSEMBLE_PARTICLES if solver.batch_is_ensemble else 1
     check_count(f"--particles (for {type(solver).__name__})", particles, 2 if solver.batch_is_ensemble else 1)
     prior = load_prior(args.prior, args.shape)
-    truth = read_image(args.input, prior.shape[0], prior.data_range) if args.input else None
+    truth = read_image(args.input, image_shape_of(prior)[0], image_range_of(prior)) if args.input else None
     if truth is not None:
         prior = fit_prior(prior, tuple(truth.shape[1:]))
     prior = place_prior(prior, device, args.precision)
+    shape, value_range = image_shape_of(prior), image_range_of(prior)  # of images: a latent prior's decoded ones
     check_fits(f"solving with {particles} sample(s) of {'x'.join(map(str, prior.shape))}",
                estimate_bytes(particles, prior.shape, solver.needs == "gradient"), device_of(prior))
-    check_disk(out, 3 * math.prod(prior.shape) * max(1, min(particles, SHOWN_PARTICLES)) + 2**20)
+    check_disk(out, 3 * math.prod(shape) * max(1, min(particles, SHOWN_PARTICLES)) + 2**20)
     generator = torch.Generator().manual_seed(args.seed)
-    operator = parse_operator(args.operator, tuple(prior.shape), generator)
+    operator = parse_operator(args.operator, shape, generator)
     if args.measurement:
         try:
-            output_shape = tuple(operator.output_shape(tuple(prior.shape)))
+            output_shape = tuple(operator.output_shape(shape))
         except Exception as err:  # an operator that cannot take this shape says why
-            raise UsageError(f"operator {args.operator!r} cannot take samples of shape {tuple(prior.shape)}: {err}") from None
+            raise UsageError(f"operator {args.operator!r} cannot take samples of shape {shape}: {err}") from None
         y = read_measurement(args.measurement, prior, output_shape)
         likelihood = GaussianLikelihood(operator, y, args.sigma_y)
     else:
@@ -94,20 +97,20 @@ def run(args) -> None:
 
     start = time.perf_counter()
     with counting() as counts, on_device(device):  # the scores and images are made on the CPU
-        samples = solve_on_device(solver, prior, likelihood, x, sigmas, generator=generator)
+        samples = images_of(prior, solve_on_device(solver, prior, likelihood, x, sigmas, generator=generator))
     wall = time.perf_counter() - start
     result = samples.mean(0, keepdim=True)
 
-    width = prior.data_range[1] - prior.data_range[0]
+    width = value_range[1] - value_range[0]
     with torch.no_grad():
         consistency = likelihood.distance(operator(result)) / likelihood.y.flatten(1).norm(dim=1)
     report = {"data_consistency": float(consistency)}
     if truth is not None:
         report.update(psnr=float(psnr(result, truth, width)), ssim=float(ssim(result, truth, width)),
                       relative_l2=float(relative_l2(result, truth)))
-        baseline = measurement_baseline(operator, likelihood.y, tuple(prior.shape))
+        baseline = measurement_baseline(operator, likelihood.y, shape)
         if baseline is not None:
-            estimate = baseline[1].clamp(*prior.data_range)
+            estimate = baseline[1].clamp(*value_range)
             report["baseline"] = {"method": baseline[0], "psnr": float(psnr(estimate, truth, width)),
                                   "ssim": float(ssim(estimate, truth, width))}
     report.update({
@@ -118,12 +121,12 @@ def run(args) -> None:
         "measurement": args.measurement,
     })
     measurement = likelihood.y[0]
-    shows_as_image = measurement.ndim == 3 and measurement.shape[0] == prior.shape[0]
-    files = {"result.png": lambda path: save_image(result[0], path, prior.data_range), "result.json": report}
+    shows_as_image = measurement.ndim == 3 and measurement.shape[0] == shape[0]
+    files = {"result.png": lambda path: save_image(result[0], path, value_range), "result.json": report}
     if shows_as_image:
-        files["measurement.png"] = lambda path: save_image(measurement, path, prior.data_range)
+        files["measurement.png"] = lambda path: save_image(measurement, path, value_range)
     if particles > 1:
-        files["particles.png"] = lambda path: save_image(grid(samples[:SHOWN_PARTICLES]), path, prior.data_range)
+        files["particles.png"] = lambda path: save_image(grid(samples[:SHOWN_PARTICLES]), path, value_range)
     write_outputs(out, files)
     scores = f"PSNR {report['psnr']:.2f} dB, SSIM {report['ssim']:.3f}, " if truth is not None else ""
     if "baseline" in report:

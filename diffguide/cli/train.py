@@ -14,19 +14,29 @@ DATA = {"digits": ("diffguide.data.digits:digits_train", "diffguide.training.une
                          "diffguide.training.unet:ns_vorticity_unet_config",
                          "diffguide.data.ns_vorticity_set:augment_ns_vorticity"),
         "chorales": ("diffguide.data.chorales:chorales_train", "diffguide.training.unet:chorales_unet_config",
-                     "diffguide.data.chorales:transpose_augment")}
+                     "diffguide.data.chorales:transpose_augment"),
+        "photos-latent": ("diffguide.data.photo_latents:photo_latents_train",
+                          "diffguide.training.unet:photos_latent_unet_config", None)}
+#: training images and held-out images of each shipped autoencoder
+AUTOENCODERS = {"photos-autoencoder": ("diffguide.data.photos:photos_train", "diffguide.data.photos:photos_eval_tiles")}
+#: learning rates when --lr is not given
+DEFAULT_LR = {"unet": 5e-4, "autoencoder": 1e-3}
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a diffusion prior (digits, digits-autoguide, photos, ns-vorticity or chorales)",
-                              description="Train a UNet prior with EMA, bf16 autocast on --device, checkpoints "
+    p = subparsers.add_parser("train", help="train a diffusion prior (digits, digits-autoguide, photos, ns-vorticity, "
+                                            "chorales, photos-latent) or the photos-latent prior's autoencoder",
+                              description="Train a UNet prior (or, with --data photos-autoencoder, the autoencoder of a "
+                                          "latent prior) with EMA, bf16 autocast on --device, checkpoints "
                                           "every few minutes and a log in --out; rerun the same command to resume. "
                                           "The result is exported to --out/final (diffusers layout + card.json).")
-    p.add_argument("--data", required=True, help=f"training images: {', '.join(sorted(DATA))}")
+    p.add_argument("--data", required=True, help=f"training images: {', '.join(sorted([*DATA, *AUTOENCODERS]))}")
     p.add_argument("--steps", type=int, required=True, help="total optimizer steps")
     p.add_argument("--out", required=True, help="run folder (checkpoint, train.log, final/)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"learning rate (default {DEFAULT_LR['unet']:g} for a UNet, {DEFAULT_LR['autoencoder']:g} "
+                        "for an autoencoder)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--label-dropout", type=float, default=0.15)
     p.add_argument("--seed", type=int, default=0)
@@ -45,8 +55,18 @@ def run(args) -> None:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.data in AUTOENCODERS:
+        from ..training.autoencoder import train_autoencoder
+
+        data, held_out = map(resolve, AUTOENCODERS[args.data])
+        final = train_autoencoder(data, args.steps, args.out, held_out=held_out, batch_size=args.batch_size,
+                                  lr=learning_rate(args), ema_decay=args.ema_decay, seed=args.seed, bf16=args.bf16,
+                                  checkpoint_every_seconds=args.checkpoint_every_seconds,
+                                  device=resolve_device(args.device))
+        print(f"exported {final}")
+        return
     data, config, augment = map(resolve, DATA[args.data])
-    final = train(data, args.steps, args.out, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
+    final = train(data, args.steps, args.out, batch_size=args.batch_size, lr=learning_rate(args), ema_decay=args.ema_decay,
                   label_dropout=args.label_dropout, seed=args.seed, bf16=args.bf16, unet=config(),
                   checkpoint_every_seconds=args.checkpoint_every_seconds, augment=augment,
                   device=resolve_device(args.device))
@@ -57,15 +77,23 @@ def checked(args) -> None:
     """``UsageError`` naming the first bad argument, before anything is loaded or written."""
     from ..training.settings import check_run_folder, check_settings
 
-    if args.data not in DATA:
-        raise UsageError(f"--data {args.data!r} is not a training set; expected one of {', '.join(sorted(DATA))}")
+    if args.data not in DATA and args.data not in AUTOENCODERS:
+        raise UsageError(f"--data {args.data!r} is not a training set; expected one of "
+                         f"{', '.join(sorted([*DATA, *AUTOENCODERS]))}")
     resolve_device(args.device)
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     try:
-        check_settings(flags=True, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        check_settings(flags=True, steps=args.steps, batch_size=args.batch_size, lr=learning_rate(args),
                        ema_decay=args.ema_decay, label_dropout=args.label_dropout,
                        checkpoint_every_seconds=args.checkpoint_every_seconds, seed=args.seed)
         check_run_folder(args.out, flags=True)
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+def learning_rate(args) -> float:
+    """``--lr``, or the default of what ``--data`` trains."""
+    if args.lr is not None:
+        return args.lr
+    return DEFAULT_LR["autoencoder" if args.data in AUTOENCODERS else "unet"]

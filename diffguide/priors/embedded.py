@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..checked_weights import CARD, WEIGHTS_DIR, read_card
 from .diffusers_unet import DiffusersDenoiser
+from .pipeline import is_latent_pipeline, load_pipeline_prior
 
 WEIGHTS_FILE = "unet/diffusion_pytorch_model.safetensors"
 
@@ -31,8 +32,11 @@ def card(name: str, folder: Path | None = None) -> dict:
     return read_card(file)
 
 
-def load(name: str, folder: Path | str | None = None) -> DiffusersDenoiser:
-    """A shipped prior as a ready denoiser, after checking every file of it against the card."""
+def load(name: str, folder: Path | str | None = None):
+    """A shipped prior as a ready denoiser (a ``LatentPrior`` for a latent pipeline such as ``photos-latent``),
+    after checking every file of it against the card."""
     folder = Path(folder) if folder is not None else WEIGHTS_DIR / name
-    card(name, folder)  # a shipped prior must have one: from_pretrained checks the files against it
+    card(name, folder)  # a shipped prior must have one: the loaders check the files against it
+    if is_latent_pipeline(folder):
+        return load_pipeline_prior(folder)
     return DiffusersDenoiser.from_pretrained(folder).eval().requires_grad_(False)

@@ -163,3 +163,27 @@ class LatentPrior(torch.nn.Module):
         """The UNet's forward pass under autocast in ``precision`` (the decoder keeps its dtype); returns self."""
         self.denoiser.set_precision(precision)
         return self
+
+
+def image_shape_of(prior) -> tuple[int, ...]:
+    """The per-sample shape of the images a prior's samples show as: a latent prior's decoded ones, else its own."""
+    return tuple(getattr(prior, "image_shape", prior.shape))
+
+
+def image_range_of(prior) -> tuple[float, float]:
+    """The value range of the images a prior's samples show as."""
+    return getattr(prior, "image_range", prior.data_range)
+
+
+def images_of(prior, samples: torch.Tensor) -> torch.Tensor:
+    """A prior's samples as images: a latent prior's decoded (without gradients), others as they are."""
+    if not hasattr(prior, "decode"):
+        return samples
+    with torch.no_grad():
+        return prior.decode(samples)
+
+
+def sized_for_images(prior, image_shape):
+    """The prior for images of ``image_shape``: ``with_image_shape`` of a latent prior, else ``with_shape``."""
+    resize = getattr(prior, "with_image_shape", None) or prior.with_shape
+    return resize(tuple(image_shape))
