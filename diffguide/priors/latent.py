@@ -33,6 +33,9 @@ from .prompt_encoder import PromptEncoder
 
 #: the UNet keyword of a text condition
 TEXT_CONDITION = "encoder_hidden_states"
+#: the magnitude of a latent for the divergence checks: latents are scaled to about unit variance, so a
+#: state or result whose RMS is several times this is a diverged run, not a sample
+STATE_SCALE = 4.0
 
 
 class LatentPrior(torch.nn.Module):
@@ -54,6 +57,7 @@ class LatentPrior(torch.nn.Module):
         self.shape = tuple(denoiser.shape)
         self.sigma_min, self.sigma_max = denoiser.sigma_min, denoiser.sigma_max
         self.data_range = (-math.inf, math.inf)  # latents are unbounded: solvers do not clip them
+        self.state_scale = STATE_SCALE
         if self.shape[0] != self.latent_channels:
             raise ValueError(f"the UNet takes {self.shape[0]}-channel inputs, but the autoencoder's latents have "
                              f"{self.latent_channels} channels")
@@ -84,7 +88,8 @@ class LatentPrior(torch.nn.Module):
     @property
     def text_conditioned(self) -> bool:
         """True when the UNet cross-attends to ``encoder_hidden_states`` (a ``UNet2DConditionModel``)."""
-        return getattr(self.unet.config, "cross_attention_dim", None) is not None
+        unet = getattr(self.denoiser, "unet", None)  # None for a closed-form prior over latents
+        return unet is not None and getattr(unet.config, "cross_attention_dim", None) is not None
 
     @property
     def model_config(self) -> dict:

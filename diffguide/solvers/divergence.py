@@ -8,7 +8,8 @@ suggesting a smaller step size) when, for any sample:
 - the state or the clean estimate holds NaN/Inf;
 - the state's root-mean-square leaves ``STATE_FACTOR * (scale + sigma)``, where ``scale`` is
   the largest magnitude of the prior's ``data_range`` (a VE state is ``x0 + sigma * eps``, so
-  its RMS is at most about ``scale + sigma``); skipped for an unbounded data range and for
+  its RMS is at most about ``scale + sigma``; a latent prior's unbounded latents, scaled to about
+  unit variance, have ``LatentPrior.state_scale``); skipped for an unbounded data range and for
   unguided sampling (no reward: an undertrained network is not a divergence). The clean
   estimate itself is not range-checked: an undertrained network's estimate at high noise can
   be far off without any guidance;
@@ -32,6 +33,7 @@ import torch
 
 from ..counting import Counters
 from ..operators.base import _uncounted
+from ..rewards.decoded import image_decoder
 from ..rewards.likelihood import GaussianLikelihood, Likelihood
 from ..types import BlackBoxFailedError, GuidanceDivergedError
 
@@ -49,7 +51,8 @@ class DivergenceGuard:
 
     def __init__(self, denoiser, reward, solver: str):
         low, high = getattr(denoiser, "data_range", (-math.inf, math.inf))
-        self.data_scale = max(abs(low), abs(high))
+        latent = image_decoder(denoiser)
+        self.data_scale = latent.state_scale if latent is not None else max(abs(low), abs(high))
         # unguided sampling has no step size to blame: its steps are checked for NaN/Inf only
         self.scale = self.data_scale if reward is not None else math.inf
         self.solver = solver
