@@ -245,22 +245,22 @@ def make_condition_unet() -> UNet2DConditionModel:
 
 
 @pytest.mark.parametrize("with_index", [True, False], ids=["model_index.json", "no model_index.json"])
-def test_a_text_conditioned_unet_is_refused(tmp_path, with_index):
+def test_a_text_conditioned_unet_is_refused_with_the_loader_to_use(tmp_path, with_index):
     save(tmp_path, make_condition_unet(), make_scheduler())
     if with_index:
         (tmp_path / "model_index.json").write_text(json.dumps({
             "_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
             "scheduler": ["diffusers", "DDIMScheduler"], "vae": ["diffusers", "AutoencoderKL"]}))
-    with pytest.raises(ValueError, match="UNet2DConditionModel.*latent/text pipelines are not supported yet"):
+    with pytest.raises(ValueError, match="UNet2DConditionModel.*load_pipeline_prior"):
         DiffusersDenoiser.from_pretrained(tmp_path)
 
 
-def test_a_latent_pipeline_of_a_unet2dmodel_is_refused(tmp_path):
+def test_a_latent_pipeline_of_a_unet2dmodel_is_refused_with_the_loader_to_use(tmp_path):
     save(tmp_path, make_unet(), make_scheduler())
     (tmp_path / "model_index.json").write_text(json.dumps({
         "_class_name": "LDMPipeline", "unet": ["diffusers", "UNet2DModel"], "vqvae": ["diffusers", "VQModel"],
         "scheduler": ["diffusers", "DDIMScheduler"]}))
-    with pytest.raises(ValueError, match="vqvae: VQModel.*latent/text pipelines are not supported yet"):
+    with pytest.raises(ValueError, match="vqvae: VQModel.*load_pipeline_prior"):
         DiffusersDenoiser.from_pretrained(tmp_path)
 
 

@@ -317,12 +317,13 @@ def load_unet(folder: Path, classes: tuple[str, ...] = ("UNet2DModel",)) -> torc
 def load_component(model_class: type, folder: Path):
     """A diffusers or transformers model saved in ``folder`` by ``save_pretrained``, never downloaded; a failure
     is a ``ValueError`` naming the folder."""
+    from_diffusers = model_class.__module__.startswith("diffusers")
     try:
         # use_safetensors=None: the .safetensors file, else the .bin one (loaded weights_only)
         return model_class.from_pretrained(folder, local_files_only=True, use_safetensors=None,
-                                           **({"low_cpu_mem_usage": False} if model_class.__module__.startswith(
-                                               "diffusers") else {}))
+                                           **({"low_cpu_mem_usage": False} if from_diffusers else {}))
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{folder}: could not load the {model_class.__name__} weights ({reason}); expected a "
-                         "complete config and weights file saved with save_pretrained") from error
+        weights = f"{WEIGHTS_PREFIX}.safetensors (or .bin)" if from_diffusers else "model.safetensors"
+        raise ValueError(f"{folder}: could not load the {model_class.__name__} weights ({reason}); expected its "
+                         f"config.json and a complete {weights} saved with save_pretrained") from error
