@@ -3,6 +3,8 @@
 #   1. make diffguide importable (an existing environment, else `pip install -e '.[test]'` as the Makefile does);
 #   2. the device tests: tests/test_devices.py and the tests named cuda/device/gpu (CUDA cases run here);
 #   3. the benchmark: python -m diffguide.benchmarks.gpu --out docs/bench/gpu.md
+#   4. when SD_PIPELINE names a local Stable Diffusion 1.x/2.x folder: guidance on it
+#      (python -m diffguide.benchmarks.stable_diffusion --out docs/bench/stable_diffusion.md)
 # Logs and the report go to "$OUT" when it is set (the device machine returns what is under it),
 # else to /tmp/diffguide-gpu-check. Run from anywhere: bash scripts/gpu_check.sh
 set -u
@@ -37,6 +39,14 @@ timeout 420 "$PY" -m diffguide.benchmarks.gpu --out docs/bench/gpu.md 2>&1 | tee
 BENCH=${PIPESTATUS[0]}
 [ "$BENCH" -eq 0 ] || { echo "benchmark: exit $BENCH (124: timed out)"; STATUS=1; }
 [ -f docs/bench/gpu.md ] && cp docs/bench/gpu.md "$DEST/gpu.md"
+
+if [ -n "${SD_PIPELINE:-}" ]; then
+  echo "== 4 Stable Diffusion pipeline $SD_PIPELINE"
+  timeout 420 "$PY" -m diffguide.benchmarks.stable_diffusion --pipeline "$SD_PIPELINE" \
+    --out docs/bench/stable_diffusion.md --images "$DEST/stable_diffusion.png" 2>&1 | tee "$DEST/sd.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "stable diffusion: failed (see sd.log)"; STATUS=1; }
+  [ -f docs/bench/stable_diffusion.md ] && cp docs/bench/stable_diffusion.md "$DEST/"
+fi
 
 echo "== done: status $STATUS; files in $DEST"
 exit $STATUS

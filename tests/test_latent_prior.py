@@ -356,3 +356,13 @@ def test_memory_heavy_paths_keep_flat_memory_with_the_decoder(few, many):
                    encoder_hidden_states=torch.zeros(1, 8, 16))
         peaks.append(saved.peak)
     assert peaks[0] > 0 and peaks[1] <= 1.3 * peaks[0]
+
+
+def test_the_stable_diffusion_script_runs_on_a_pipeline_folder(pipeline_folder, tmp_path):
+    from diffguide.benchmarks.stable_diffusion import main, methods
+
+    main(["--pipeline", str(pipeline_folder), "--device", "cpu", "--steps", "30", "--batch", "1",
+          "--out", str(tmp_path / "report.md"), "--images", str(tmp_path / "images.png")])
+    rows = [line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[0].removeprefix("| ") for row in rows] == list(methods(30))
+    assert (tmp_path / "images.png").stat().st_size > 0

@@ -17,6 +17,8 @@ DATA = {"digits": ("diffguide.data.digits:digits_train", "diffguide.training.une
                      "diffguide.data.chorales:transpose_augment"),
         "photos-latent": ("diffguide.data.photo_latents:photo_latents_train",
                           "diffguide.training.unet:photos_latent_unet_config", None)}
+#: the autoencoder folder a latent prior's UNet was trained on, joined to its export (``training.latent_pipeline``)
+LATENT = {"photos-latent": "diffguide.data.photo_latents:AUTOENCODER"}
 #: training images and held-out images of each shipped autoencoder
 AUTOENCODERS = {"photos-autoencoder": ("diffguide.data.photos:photos_train", "diffguide.data.photos:photos_eval_tiles")}
 #: learning rates when --lr is not given
@@ -70,6 +72,10 @@ def run(args) -> None:
                   label_dropout=args.label_dropout, seed=args.seed, bf16=args.bf16, unet=config(),
                   checkpoint_every_seconds=args.checkpoint_every_seconds, augment=augment,
                   device=resolve_device(args.device))
+    if args.data in LATENT:
+        from ..training.latent_pipeline import assemble_latent_pipeline
+
+        final = assemble_latent_pipeline(final, resolve(LATENT[args.data]).parent)
     print(f"exported {final}")
 
 

@@ -107,8 +107,9 @@ def is_latent_pipeline(path: str | Path) -> bool:
 
 
 def pipeline_files(path: Path, components: list[str]) -> list[Path]:
-    """The files of ``components`` that shape the model: configs, weights, the scheduler's config and tokenizer files."""
-    files = []
+    """The files of ``components`` that shape the model: ``model_index.json`` (which classes load), configs,
+    weights, the scheduler's config and tokenizer files."""
+    files = [path / "model_index.json"]
     for name in components:
         folder = path / name
         if name == "scheduler":
