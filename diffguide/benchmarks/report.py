@@ -45,6 +45,9 @@ HEADLINES = {
     "music-rules": ("rule loss (a real excerpt's) / overlap with the music / in key",
                     lambda m: f"{m['rule_loss']:.4g} ({m['rule_loss_real']:.4g}) / {m['mean_overlap']:.2f} / "
                               f"{m['in_key']:.2f}"),
+    "photos-colour": ("colour error (a real tile's) / neighbour difference (real tiles')",
+                      lambda m: f"{m['colour_error']:.3f} ({m['colour_error_real']:.3f}) / "
+                                f"{m['neighbour_difference']:.3f} ({m['neighbour_difference_real']:.3f})"),
     "navier-stokes": ("rel. L2 of the mean / of a sample, misfit, forward evaluations",
                       lambda m: f"{m['rel_l2_of_mean']:.3f} / {m['rel_l2']:.3f}, {m['misfit']:.1f}, "
                                 f"{m['operator_evals']:.0f} evals"),
@@ -98,6 +101,7 @@ COST_CURVES = {
                       lambda m: m["sliced_wasserstein"] / m["floor"] if m.get("floor") else None, True),
     "restore": ("PSNR (dB)", lambda m: m.get("psnr"), False),
     "music-rules": ("rule loss (lower follows the rule)", lambda m: m.get("rule_loss"), False),
+    "photos-colour": ("colour error (lower follows the reward)", lambda m: m.get("colour_error"), False),
 }
 
 

@@ -18,7 +18,8 @@ TASKS = {name: f"diffguide.benchmarks.tasks.{target}" for name, target in {
     "gmm-posterior": "gmm_posterior:GMMPosterior", "restore": "restore:Restore", "motion": "motion:Motion",
     "digits-reward": "digits_reward:DigitsReward", "navier-stokes": "navier_stokes:NavierStokes",
     "digits-conditional": "digits_conditional:DigitsConditional", "digits-bold": "digits_bold:DigitsBold",
-    "digits-unconditional": "digits_unconditional:DigitsUnconditional", "music-rules": "music_rules:MusicRules"}.items()}
+    "digits-unconditional": "digits_unconditional:DigitsUnconditional", "music-rules": "music_rules:MusicRules",
+    "photos-colour": "photos_colour:PhotosColour"}.items()}
 PEERS = tuple(f"deepinv-{method}" for method in METHODS)
 
 

@@ -1,7 +1,7 @@
 """A reward that needs no network: how close an image's mean colour is to a target colour.
 
-``r(x) = -||mean_pixels(x) - c||^2`` for images (B, C, H, W) and a target ``c`` (C,) in the images'
-value range. Smooth, cheap and measurable, it stands in for a learned reward (a classifier, an
+``r(x) = -||mean_pixels(x) - c||^2`` for images (B, C, H, W) and a target ``c`` in the images' value
+range: one colour (C,) for every sample, or one per sample (B, C). Smooth, cheap and measurable, it stands in for a learned reward (a classifier, an
 aesthetic head) where none can be loaded, e.g. to steer a Stable Diffusion pipeline's images
 towards a colour with the gradient methods (``benchmarks.stable_diffusion``).
 """
@@ -13,13 +13,14 @@ from .base import Reward
 
 
 class MeanColour(Reward):
-    """``r(x) = -||mean over pixels of x - target||^2``: the mean colour's squared distance to ``target`` (C,)."""
+    """``r(x) = -||mean over pixels of x - target||^2``: the mean colour's squared distance to ``target``,
+    (C,) for all samples or (B, C), one per sample."""
 
     def __init__(self, target):
         super().__init__()
         target = torch.as_tensor(target, dtype=torch.float32)
-        if target.ndim != 1 or not torch.isfinite(target).all():
-            raise ValueError(f"target must be a finite colour, one value per channel, got {target.tolist()}")
+        if target.ndim not in (1, 2) or not torch.isfinite(target).all():
+            raise ValueError(f"target must be finite colours, (C,) or one per sample (B, C), got {target.tolist()}")
         self.register_buffer("target", target)
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
@@ -27,6 +28,7 @@ class MeanColour(Reward):
         return -(colour - self.target.to(x0.dtype)).pow(2).sum(1)
 
     def check(self, shape, dtype=torch.float32) -> None:
-        if len(shape) != 3 or shape[0] != len(self.target):
-            raise ValueError(f"MeanColour with a {len(self.target)}-channel target scores (C, H, W) images with "
-                             f"C = {len(self.target)}, got samples of shape {tuple(shape)}")
+        channels = self.target.shape[-1]
+        if len(shape) != 3 or shape[0] != channels:
+            raise ValueError(f"MeanColour with a {channels}-channel target scores (C, H, W) images with "
+                             f"C = {channels}, got samples of shape {tuple(shape)}")
