@@ -366,3 +366,58 @@ def test_the_stable_diffusion_script_runs_on_a_pipeline_folder(pipeline_folder, 
     rows = [line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| ")][1:]
     assert [row.split(" | ")[0].removeprefix("| ") for row in rows] == list(methods(30))
     assert (tmp_path / "images.png").stat().st_size > 0
+
+
+# --- the shipped latent prior ------------------------------------------------------------------------
+
+def test_the_shipped_latent_prior_reconstructs_held_out_crops_as_its_card_states():
+    from diffguide.data.photos import photos_eval_tiles
+    from diffguide.metrics import psnr
+    from diffguide.priors import card, load
+
+    prior, stated = load("photos-latent"), card("photos-latent")["autoencoder_card"]["evidence"]
+    tiles = photos_eval_tiles()
+    with torch.no_grad():
+        reconstructed = prior.decode(prior.encode(tiles)).clamp(-1, 1)
+    assert prior.shape == (4, 8, 8) and prior.image_shape == (3, 32, 32)
+    assert float(psnr(reconstructed, tiles).mean()) >= stated["reconstruction_psnr_held_out"] - 0.01 > 25
+
+
+def test_reward_guidance_over_the_shipped_latent_prior_follows_the_reward():
+    from diffguide.benchmarks.tasks.photos_colour import PhotosColour
+
+    task = PhotosColour()
+    guided = task.run("photos-latent", UniversalGuidance(scale=1.0), seed=0, steps=10, reduced=True)
+    unguided = task.run("photos-latent", DDIM(), seed=0, steps=10, reduced=True)
+    assert guided["colour_error"] < 0.7 * unguided["colour_error"]
+
+
+# --- the command line ----------------------------------------------------------------------------------
+
+def test_sample_writes_decoded_images_of_a_prompted_pipeline(pipeline_folder, tmp_path):
+    from PIL import Image
+
+    from diffguide.cli import main
+
+    out = tmp_path / "out"
+    assert main(["sample", "--prior", str(pipeline_folder), "--prompt", "a cat", "--guidance", "cfg:scale=3",
+                 "--negative-prompt", "dog", "--n", "2", "--steps", "4", "--out", str(out)]) == 0
+    record = json.loads((out / "samples.json").read_text())
+    assert Image.open(out / "sample_000.png").size == (8, 8)
+    assert (record["prompt"], record["nfe"], record["decoder_passes"]) == ("a cat", 8, 1)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--prior", "digits", "--prompt", "a cat"], "not text-conditioned"),
+    (["--prior", "PIPELINE", "--negative-prompt", "dog"], "needs --guidance"),
+    (["--prior", "PIPELINE", "--shape", "3,9,9"], "multiples of 2"),
+])
+def test_prompts_and_shapes_that_do_not_fit_are_refused(pipeline_folder, tmp_path, capsys, argv, message):
+    from diffguide.cli import main
+
+    argv = [str(pipeline_folder) if arg == "PIPELINE" else arg for arg in argv]
+    before = sorted(tmp_path.rglob("*"))
+    capsys.readouterr()
+    assert main(["sample", *argv, "--n", "1", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and sorted(tmp_path.rglob("*")) == before

@@ -141,4 +141,10 @@ def _prompt_encoder(path: Path, components: dict[str, str]) -> PromptEncoder:
     except Exception as error:
         raise ValueError(f"{path / 'tokenizer'}: could not load the {components['tokenizer']} "
                          f"({type(error).__name__}: {error})") from error
-    return PromptEncoder(tokenizer, load_component(classes["text_encoder"], path / "text_encoder"))
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar on stderr
+    try:
+        return PromptEncoder(tokenizer, load_component(classes["text_encoder"], path / "text_encoder"))
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
