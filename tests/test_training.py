@@ -69,3 +69,30 @@ def test_resume_with_other_config_is_refused(tmp_path):
     train(tiny_data, 1, tmp_path, batch_size=4, unet=TINY, progress=False)
     with pytest.raises(ValueError, match="config"):
         train(tiny_data, 2, tmp_path, batch_size=8, unet=TINY, progress=False)
+
+
+def test_the_autoencoder_trainer_resumes_exactly_and_exports_a_checked_scaled_vae(tmp_path):
+    from diffusers import AutoencoderKL
+
+    from diffguide.checked_weights import read_card, verify_files
+    from diffguide.training.autoencoder import autoencoder_config, train_autoencoder
+
+    images = torch.rand(32, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    data, held_out = (lambda: (images, None)), (lambda: images[:4])
+    kwargs = dict(held_out=held_out, batch_size=8, warmup_steps=2, progress=False, log_every=2,
+                  config=autoencoder_config(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                                            up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=4, sample_size=16))
+    straight = train_autoencoder(data, 6, tmp_path / "straight", **kwargs)
+    train_autoencoder(data, 3, tmp_path / "resumed", **kwargs)
+    resumed = train_autoencoder(data, 6, tmp_path / "resumed", **kwargs)
+    assert torch.equal(load_checkpoint(tmp_path / "resumed").loss_history,
+                       load_checkpoint(tmp_path / "straight").loss_history)
+    card = read_card(resumed / "card.json")
+    assert card["weights_sha256"] == read_card(straight / "card.json")["weights_sha256"]
+    verify_files(resumed, card, [resumed / "vae" / "config.json"])
+    vae = AutoencoderKL.from_pretrained(resumed / "vae")
+    with torch.no_grad():
+        latents = vae.encode(images).latent_dist.mean
+    assert vae.config.scaling_factor == pytest.approx(card["scaling_factor"])
+    assert float((latents * vae.config.scaling_factor).std()) == pytest.approx(1.0, rel=1e-4)
+    assert card["downsampling"] == 2 and "reconstruction_psnr_held_out" in card["evidence"]

@@ -81,7 +81,7 @@ def run(pipeline: Path, device: str, steps: int, size: int | None, batch: int, p
 
 
 def markdown(rows: list[dict], description: str, args) -> str:
-    lines = [f"# Guidance on a latent text-to-image pipeline\n",
+    lines = ["# Guidance on a latent text-to-image pipeline\n",
              f"Pipeline: {description}. Device: {args.device}"
              f"{' (' + torch.cuda.get_device_name() + ')' if args.device.startswith('cuda') else ''}. "
              f"Prompt: \"{args.prompt}\", CFG scale {args.cfg}, {args.steps} steps, batch {args.batch}. "

@@ -23,9 +23,6 @@ reconstruction PSNR on the held-out photo crops.
 from __future__ import annotations
 
 import inspect
-import json
-import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,12 +31,10 @@ import diffusers
 import torch
 from diffusers import AutoencoderKL
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from diffguide.checked_weights import write_card
-from diffguide.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from diffguide.training.loop import jsonable, optimise, smoothed_loss
 from diffguide.training.settings import check_run_folder, check_settings
-from diffguide.training.train import diverged_error, jsonable, smoothed_loss, update_ema
 
 VAE_WEIGHTS = "diffusion_pytorch_model.safetensors"
 #: per-pixel weight of the KL term (Stable Diffusion's KL-f8 autoencoder uses 1e-6)
@@ -102,81 +97,21 @@ def train_autoencoder(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoencoderKL(**run_config["autoencoder"]).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed)
-    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    losses: list[float] = []
-    step, elapsed = 0, 0.0
-    saved = load_checkpoint(out)
-    if saved is not None:
-        if saved.config != run_config:
-            raise ValueError(f"checkpoint in {out} was made with config {saved.config}, not {run_config}")
-        model.load_state_dict(saved.model)
-        ema = {k: v.to(device) for k, v in saved.ema.items()}
-        optimizer.load_state_dict(saved.optimizer)
-        generator.set_state(saved.generator)
-        losses, step, elapsed = saved.loss_history.tolist(), saved.step, saved.elapsed_seconds
+    factor = 2 ** (len(model.config.block_out_channels) - 1)
+    latent_shape = (model.config.latent_channels, images.shape[-2] // factor, images.shape[-1] // factor)
 
-    def checkpoint() -> None:
-        save_checkpoint(out, TrainState(step=step, elapsed_seconds=elapsed, config=run_config,
-                                        model=model.state_dict(), ema=ema, optimizer=optimizer.state_dict(),
-                                        generator=generator.get_state(),
-                                        loss_history=torch.tensor(losses, dtype=torch.float32)))
-
-    log = (out / "train.log").open("a")
-    if step == 0:
-        log.write(f"# config {json.dumps(run_config)}\n# data {tuple(images.shape)}\n")
-    bar = tqdm(total=steps, initial=step, disable=not progress, desc="train autoencoder", dynamic_ncols=True)
-    model.train()
-    t_last_checkpoint = t_last_log = time.monotonic()
-    step_last_log = step
-    while step < steps:
-        t_step = time.monotonic()
-        current_lr = lr * min(1.0, (step + 1) / max(warmup_steps, 1))
-        for group in optimizer.param_groups:
-            group["lr"] = current_lr
+    def batch_loss(generator: torch.Generator) -> Tensor:
         batch = images[torch.randint(0, len(images), (batch_size,), generator=generator)]
-        loss = autoencoder_loss(model, batch, torch.randn((batch_size, model.config.latent_channels,
-                                                            *latent_size(model, batch.shape[-2:])),
-                                                           generator=generator), bf16)
-        if not torch.isfinite(loss):
-            raise diverged_error(f"loss {loss.item()} at step {step + 1}", out)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        update_ema(ema, model, min(ema_decay, (1 + step) / (10 + step)))
-        losses.append(loss.item())
-        step += 1
-        now = time.monotonic()
-        elapsed += now - t_step
-        bar.update(1)
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{smoothed_loss(losses):.5f}")
-        if step % log_every == 0 or step == steps:
-            recent = losses[step_last_log:step]
-            rate = (step - step_last_log) / max(now - t_last_log, 1e-9)
-            log.write(f"step {step}  loss {sum(recent) / len(recent):.6f}  lr {current_lr:.2e}  it/s {rate:.2f}\n")
-            log.flush()
-            t_last_log, step_last_log = now, step
-        if now - t_last_checkpoint >= checkpoint_every_seconds:
-            checkpoint()
-            t_last_checkpoint = time.monotonic()
-    bar.close()
-    checkpoint()
-    log.close()
-    if not math.isfinite(smoothed_loss(losses)):
-        raise diverged_error(f"final loss {smoothed_loss(losses)}", out)
+        return autoencoder_loss(model, batch, torch.randn((batch_size, *latent_shape), generator=generator), bf16)
+
+    ema, losses, elapsed = optimise(model, run_config, out, steps, batch_loss, lr=lr, warmup_steps=warmup_steps,
+                                    weight_decay=0.0, grad_clip=1.0, ema_decay=ema_decay, seed=seed,
+                                    checkpoint_every_seconds=checkpoint_every_seconds, log_every=log_every,
+                                    progress=progress, data_shape=tuple(images.shape), desc="train autoencoder")
     card = dict(data=dict(source=run_config["training"]["data"], description=inspect.getdoc(data),
                           n_train=len(images), shape=list(images.shape[1:])),
-                training_steps=step, final_loss_ema=smoothed_loss(losses), training_seconds=round(elapsed, 1))
-    return export_autoencoder(out, {k: v.cpu() for k, v in ema.items()}, run_config, card, images, held_out)
-
-
-def latent_size(model: AutoencoderKL, size) -> tuple[int, int]:
-    """The latent's (h, w) for images of (H, W): each downsampling halves it."""
-    factor = 2 ** (len(model.config.block_out_channels) - 1)
-    return int(size[0]) // factor, int(size[1]) // factor
+                training_steps=len(losses), final_loss_ema=smoothed_loss(losses), training_seconds=round(elapsed, 1))
+    return export_autoencoder(out, ema, run_config, card, images, held_out)
 
 
 def autoencoder_loss(model: AutoencoderKL, x: Tensor, eps: Tensor, bf16: bool) -> Tensor:

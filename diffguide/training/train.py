@@ -18,9 +18,6 @@ so runs stay deterministic and resumable.
 from __future__ import annotations
 
 import inspect
-import json
-import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,10 +25,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from diffguide.training.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from diffguide.training.export import export_final
+from diffguide.training.loop import jsonable, optimise, smoothed_loss
 from diffguide.training.settings import check_run_folder, check_settings
 from diffguide.training.unet import NULL_LABEL, make_scheduler, make_unet, scheduler_config, unet_config
 
@@ -104,79 +100,13 @@ def train(
         torch.manual_seed(seed)
         model = make_unet(config["unet"]).to(device)
     noise_schedule = make_scheduler(config["scheduler"])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    losses: list[float] = []
-    step, elapsed = 0, 0.0
-
-    saved = load_checkpoint(out)
-    if saved is not None:
-        if saved.config != config:
-            raise ValueError(f"checkpoint in {out} was made with config {saved.config}, not {config}")
-        model.load_state_dict(saved.model)
-        ema = {k: v.to(device) for k, v in saved.ema.items()}
-        optimizer.load_state_dict(saved.optimizer)
-        generator.set_state(saved.generator)
-        losses = saved.loss_history.tolist()
-        step, elapsed = saved.step, saved.elapsed_seconds
-
-    def checkpoint() -> None:
-        save_checkpoint(
-            out,
-            TrainState(
-                step=step,
-                elapsed_seconds=elapsed,
-                config=config,
-                model=model.state_dict(),
-                ema=ema,
-                optimizer=optimizer.state_dict(),
-                generator=generator.get_state(),
-                loss_history=torch.tensor(losses, dtype=torch.float32),
-            ),
-        )
-
-    log = (out / "train.log").open("a")
-    if step == 0:
-        log.write(f"# config {json.dumps(config)}\n# data {tuple(images.shape)}\n")
-    bar = tqdm(total=steps, initial=step, disable=not progress, desc="train", dynamic_ncols=True)
-    model.train()
-    t_last_checkpoint = t_last_log = time.monotonic()
-    step_last_log = step
-    while step < steps:
-        t_step = time.monotonic()
-        current_lr = lr * min(1.0, (step + 1) / max(warmup_steps, 1))
-        for group in optimizer.param_groups:
-            group["lr"] = current_lr
-        loss = _loss(model, noise_schedule, images, labels, batch_size, label_dropout, generator, bf16, augment)
-        if not torch.isfinite(loss):  # stop before the state is spoilt: the last checkpoint stays good
-            raise diverged_error(f"loss {loss.item()} at step {step + 1}", out)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        update_ema(ema, model, min(ema_decay, (1 + step) / (10 + step)))
-        losses.append(loss.item())
-        step += 1
-        now = time.monotonic()
-        elapsed += now - t_step
-        bar.update(1)
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{smoothed_loss(losses):.4f}")
-        if step % log_every == 0 or step == steps:
-            rate = (step - step_last_log) / max(now - t_last_log, 1e-9)
-            recent = losses[step_last_log:step]
-            log.write(
-                f"step {step}  loss {sum(recent) / len(recent):.5f}  lr {current_lr:.2e}  it/s {rate:.2f}\n"
-            )
-            log.flush()
-            t_last_log, step_last_log = now, step
-        if now - t_last_checkpoint >= checkpoint_every_seconds:
-            checkpoint()
-            t_last_checkpoint = time.monotonic()
-    bar.close()
-    checkpoint()
-    log.close()
+    ema, losses, elapsed = optimise(
+        model, config, out, steps,
+        lambda generator: _loss(model, noise_schedule, images, labels, batch_size, label_dropout, generator, bf16,
+                                augment),
+        lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay, grad_clip=grad_clip, ema_decay=ema_decay,
+        seed=seed, checkpoint_every_seconds=checkpoint_every_seconds, log_every=log_every, progress=progress,
+        data_shape=tuple(images.shape))
     card = dict(
         data=dict(
             source=config["training"]["data"],
@@ -185,18 +115,11 @@ def train(
             shape=list(images.shape[1:]),
             value_range=[images.min().item(), images.max().item()],
         ),
-        training_steps=step,
+        training_steps=len(losses),
         final_loss_ema=smoothed_loss(losses),
         training_seconds=round(elapsed, 1),
     )
-    if not math.isfinite(card["final_loss_ema"]):
-        raise diverged_error(f"final loss {card['final_loss_ema']}", out)
-    return export_final(out, {k: v.cpu() for k, v in ema.items()}, config, card)
-
-
-def diverged_error(what: str, out: Path) -> ValueError:
-    return ValueError(f"training diverged ({what}); nothing exported: check the data for NaN/Inf or lower the "
-                      f"learning rate, and start over (another folder, or delete {out / 'checkpoint'})")
+    return export_final(out, ema, config, card)
 
 
 def _loss(
@@ -228,26 +151,3 @@ def _loss(
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         prediction = model(x, t, class_labels=y if model.config.num_class_embeds else None).sample
     return F.mse_loss(prediction.float(), target)
-
-
-@torch.no_grad()
-def update_ema(ema: dict[str, Tensor], model: torch.nn.Module, decay: float) -> None:
-    for name, value in model.state_dict().items():
-        if value.is_floating_point():
-            ema[name].lerp_(value, 1.0 - decay)
-        else:
-            ema[name].copy_(value)
-
-
-def smoothed_loss(losses: list[float], decay: float = 0.99) -> float:
-    """Exponential moving average of the loss history (bias-corrected)."""
-    average, weight = 0.0, 0.0
-    for value in losses[-2000:]:
-        average = decay * average + (1 - decay) * value
-        weight = decay * weight + (1 - decay)
-    return average / weight if weight else float("nan")
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples become lists), so configs compare equal."""
-    return json.loads(json.dumps(value))
