@@ -421,3 +421,23 @@ def test_prompts_and_shapes_that_do_not_fit_are_refused(pipeline_folder, tmp_pat
     assert main(["sample", *argv, "--n", "1", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and sorted(tmp_path.rglob("*")) == before
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("solver", [UniversalGuidance(scale=1.0), EnKG()], ids=lambda s: type(s).__name__)
+def test_latent_guidance_runs_on_each_device_and_repeats_bitwise(device, solver):
+    prior = tiny_latent_prior().to(device)
+    image = torch.zeros(1, *prior.image_shape, device=device)
+    likelihood = GaussianLikelihood(Matrix(torch.eye(math.prod(prior.image_shape), device=device)[:20],
+                                           prior.image_shape), image.flatten(1)[:, :20] + 0.1, 0.1).to(device)
+    sigmas = prior_sigmas(prior, 4).to(device)
+    runs = []
+    for _ in range(2):
+        generator = torch.Generator(device).manual_seed(0)
+        x = sigmas[0] * torch.randn(4, *prior.shape, generator=generator, device=device)
+        runs.append(solver(prior, likelihood, x, sigmas, generator=generator,
+                           encoder_hidden_states=torch.zeros(1, 8, 16, device=device)))
+    assert runs[0].device.type == device and torch.equal(runs[0], runs[1])
