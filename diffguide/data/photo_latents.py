@@ -40,7 +40,7 @@ def photo_latents_train(run_folder: str | Path) -> tuple[Tensor, Tensor]:
     if cache.is_file():
         latents = load_file(cache)["latents"]
     else:
-        vae = AutoencoderKL.from_pretrained(AUTOENCODER, local_files_only=True).eval()
+        vae = AutoencoderKL.from_pretrained(AUTOENCODER, local_files_only=True, low_cpu_mem_usage=False).eval()
         crops = photos_train()[0]
         with torch.no_grad():
             latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in crops.split(ENCODE_BATCH)])
