@@ -6,6 +6,15 @@ import torch
 
 from diffguide.priors.gaussian_mixture import GaussianMixturePrior
 from diffguide.rewards.base import Reward
+from diffguide.schedules import karras_sigmas
+
+
+def solve(solver, prior, reward, n, steps, seed=0):
+    """``n`` float64 samples of ``solver`` from seeded noise on a Karras schedule (2e-3 to 80) of ``steps``."""
+    sigmas = karras_sigmas(steps, 2e-3, 80.0).double()
+    g = torch.Generator().manual_seed(seed)
+    x = sigmas[0] * torch.randn(n, *prior.shape, generator=g, dtype=torch.float64)
+    return solver(prior, reward, x, sigmas, generator=g)
 
 
 def random_mixture(dim: int, components: int, seed: int = 0, spread: float = 3.0, scale: float = 0.3,

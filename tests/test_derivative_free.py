@@ -22,6 +22,7 @@ from diffguide.solvers.dps import DPS
 from diffguide.solvers.dps_gsg import DPSGSG, gaussian_smoothed_gradient
 from diffguide.solvers.enkg import EnKG
 from diffguide.solvers.scg import SCG
+from problems import solve
 
 DIM, OBSERVED, SIGMA_Y = 8, 4, 0.1
 
@@ -42,13 +43,6 @@ def linear_gaussian(seed=0):
     black_box = BlackBox(functools.partial(matrix_rows, a=a.numpy()), batched=True, output_shape=(OBSERVED,))
     posterior = prior.posterior(likelihood.operator, likelihood.y, SIGMA_Y)
     return prior, likelihood, GaussianLikelihood(black_box, likelihood.y, SIGMA_Y), posterior
-
-
-def solve(solver, prior, reward, n, steps, seed=0):
-    sigmas = karras_sigmas(steps, 2e-3, 80.0).double()
-    g = torch.Generator().manual_seed(seed)
-    x = sigmas[0] * torch.randn(n, *prior.shape, generator=g, dtype=torch.float64)
-    return solver(prior, reward, x, sigmas, generator=g)
 
 
 def mean_error(samples, posterior):

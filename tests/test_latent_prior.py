@@ -21,10 +21,11 @@ from diffguide.operators import Matrix
 from diffguide.priors import DiffusersDenoiser, GaussianPrior, LatentPrior, load_pipeline_prior
 from diffguide.rewards import GaussianLikelihood, Reward
 from diffguide.rewards.decoded import in_image_space
-from diffguide.schedules import karras_sigmas, prior_sigmas
+from diffguide.schedules import prior_sigmas
 from diffguide.solvers import (DDIM, DDRM, DOODL, DPS, EDICT, LGD, MPGD, SCG, TDS, TFG, UGD, BestOfN, EnKG, FreeDoM,
                                SymplecticAdjointGuidance, UniversalGuidance)
 from diffguide.solvers.run import Run
+from problems import solve
 
 LATENT = (4, 1, 2)  # 8 latent numbers
 IMAGE = (3, 2, 4)  # 24 pixels: the linear decoder upsamples by 2
@@ -76,13 +77,6 @@ def gaussian_latent_problem(seed=0, sigma_y=0.1):
     latent_likelihood = GaussianLikelihood(in_latent, image_likelihood.y, sigma_y)
     posterior = latent_prior.posterior(in_latent, image_likelihood.y, sigma_y)
     return prior, latent_prior, image_likelihood, latent_likelihood, posterior
-
-
-def solve(solver, prior, reward, n, steps, seed=0):
-    sigmas = karras_sigmas(steps, 2e-3, 80.0).double()
-    g = torch.Generator().manual_seed(seed)
-    x = sigmas[0] * torch.randn(n, *prior.shape, generator=g, dtype=torch.float64)
-    return solver(prior, reward, x, sigmas, generator=g)
 
 
 def error(samples, posterior):
