@@ -435,3 +435,26 @@ def test_latent_guidance_runs_on_each_device_and_repeats_bitwise(device, solver)
         runs.append(solver(prior, likelihood, x, sigmas, generator=generator,
                            encoder_hidden_states=torch.zeros(1, 8, 16, device=device)))
     assert runs[0].device.type == device and torch.equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("autoencoder", ["AutoencoderTiny", "VQModel"])
+def test_the_other_autoencoders_decode_encode_and_pass_gradients(autoencoder):
+    from diffusers import AutoencoderTiny, VQModel
+
+    torch.manual_seed(0)
+    if autoencoder == "AutoencoderTiny":
+        vae = AutoencoderTiny(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+                              num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1), latent_channels=4)
+    else:  # decoded as the LDM pipeline does, through the quantiser (a straight-through gradient)
+        vae = VQModel(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                      block_out_channels=(8, 16), latent_channels=4, norm_num_groups=4, num_vq_embeddings=16,
+                      vq_embed_dim=4)
+    prior = tiny_latent_prior()
+    prior = LatentPrior(prior.denoiser, vae.eval().requires_grad_(False))
+    assert prior.downsampling == 2 and prior.image_shape == (3, 8, 8)
+    image = torch.rand(2, 3, 8, 8) * 2 - 1
+    assert prior.encode(image).shape == (2, *prior.shape)
+    z = torch.randn(2, *prior.shape, requires_grad=True)
+    with counting() as counts:
+        (grad,) = torch.autograd.grad(prior.decode(z).pow(2).sum(), z)
+    assert float(grad.abs().sum()) > 0 and (counts.decoder_passes, counts.decoder_backward_passes) == (1, 1)
