@@ -44,7 +44,7 @@ PROMPT = "a photograph of a mountain lake at sunrise"
 def methods(steps: int) -> dict:
     """The solvers compared, by name; best-of-N takes about the passes of the guided methods."""
     return {"DDIM + CFG": DDIM(), "best-of-N + CFG": BestOfN(n=3),
-            "universal guidance": UniversalGuidance(scale=1.0),
+            "universal guidance": UniversalGuidance(),
             "symplectic adjoint guidance": SymplecticAdjointGuidance(inner_steps=2, step_size="constant", rho=0.5),
             "DOODL": DOODL(iterations=2)}
 
