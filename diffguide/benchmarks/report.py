@@ -81,6 +81,10 @@ def summarise(records: list[dict]) -> dict[tuple, dict]:
                        wall_seconds=mean(run["wall_seconds"] for run in runs),
                        peak_memory_mb=max(run.get("peak_memory_mb", float("nan")) for run in runs),
                        peak_rss_mb=max(run["peak_rss_mb"] for run in runs))
+        decoder_cost = mean(run.get("decoder_passes", 0) + BACKWARD_COST * run.get("decoder_backward_passes", 0)
+                            for run in runs)
+        if decoder_cost:  # a latent prior's decoder, forward + 2 x backward, apart from the network passes
+            metrics["decoder_cost"] = decoder_cost
         summary[key] = metrics
     return summary
 
@@ -117,7 +121,7 @@ def side_by_side(summary: dict[tuple, dict], task: str) -> str:
     label, headline = HEADLINES.get(task, ("metrics", lambda m: ", ".join(
         f"{k} {v:.3g}" for k, v in m.items()
         if k not in ("seeds", "nfe", "network_passes", "operator_evals", "wall_seconds", "peak_memory_mb",
-                     "peak_rss_mb"))))
+                     "peak_rss_mb", "decoder_cost"))))
     runs = defaultdict(dict)  # (instance, passes) -> solver -> (steps, metrics)
     for (t, instance, solver, steps), m in summary.items():
         if t == task:
