@@ -36,7 +36,7 @@ import torch
 from ..data.chorales import chorales_eval
 from ..data.digits import load_digits_split
 from ..data.photos import photos_eval, photos_eval_tiles
-from ..metrics import psnr
+from ..metrics import neighbour_difference, psnr
 from ..models.load import load_digit_classifier
 from ..operators.blur import Blur
 from ..music.statistics import STATISTICS, compare, shuffled, tonic_relative_histogram
@@ -123,11 +123,9 @@ def photos_evidence(steps: int, out: Path | None, sigma: float = 0.1) -> dict:
 def pixel_statistics(images: torch.Tensor) -> dict:
     """Per-channel mean and standard deviation and the mean absolute neighbour difference of images in [-1, 1]."""
     images = images.clamp(-1, 1)
-    differences = torch.cat([(images[..., 1:, :] - images[..., :-1, :]).flatten(1),
-                             (images[..., :, 1:] - images[..., :, :-1]).flatten(1)], 1)
     return {"channel_mean": [round(float(v), 4) for v in images.mean((0, 2, 3))],
             "channel_std": [round(float(v), 4) for v in images.std((0, 2, 3))],
-            "neighbour_difference": round(float(differences.abs().mean()), 4)}
+            "neighbour_difference": round(neighbour_difference(images), 4)}
 
 
 def photos_latent_evidence(n: int, steps: int, out: Path | None, sigmas=(0.1, 0.5, 1.0)) -> dict:

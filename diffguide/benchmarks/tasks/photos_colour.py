@@ -19,6 +19,7 @@ import torch
 
 from ...data.photos import photos_eval_tiles
 from ...device_runs import solve_on_device
+from ...metrics import neighbour_difference
 from ...priors.embedded import load
 from ...priors.latent import images_of
 from ...rewards.colour import MeanColour
@@ -33,12 +34,6 @@ def targets(samples: int) -> tuple[torch.Tensor, torch.Tensor]:
     tiles = photos_eval_tiles()
     chosen = tiles[torch.linspace(0, len(tiles) - 1, samples).round().long()]
     return chosen, chosen.mean(dim=(2, 3))
-
-
-def neighbour_difference(images: torch.Tensor) -> float:
-    images = images.clamp(-1, 1)
-    return float(torch.cat([(images[..., 1:, :] - images[..., :-1, :]).flatten(1),
-                            (images[..., :, 1:] - images[..., :, :-1]).flatten(1)], 1).abs().mean())
 
 
 class PhotosColour:
