@@ -33,8 +33,6 @@ NOT_RESTORATION = {"best-of-n", "doodl"}
 KNOWN_BELOW_BASELINE = {
     ("daps", "random"): "DAPS fills 70% missing pixels of this digit at 16.6 dB against the interpolation's 20.7 "
                         "(Langevin step sizes 0.5-2 do not fix it)",
-    ("red-diff", "random"): "RED-diff's Adam from the masked measurement reaches 16.2 dB against 20.7 in 50 steps "
-                            "(lr up to the paper's 0.5 gives at most 20.6)",
 }
 
 

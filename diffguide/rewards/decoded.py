@@ -71,3 +71,12 @@ def image_decoder(denoiser):
     while denoiser is not None and not hasattr(denoiser, "decode"):
         denoiser = getattr(denoiser, "prior", None)
     return denoiser
+
+
+def split_decoding(operator: Operator) -> tuple[Operator, Decoding | None]:
+    """``(A, decoding)`` for an operator ``A @ Decoding(prior)`` that ``in_image_space`` built, else
+    ``(operator, None)``: the part that acts on images, and the decoder in front of it."""
+    inner = getattr(operator, "inner", None)
+    if isinstance(inner, Decoding):
+        return operator.outer, inner
+    return operator, None

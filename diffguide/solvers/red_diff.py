@@ -19,19 +19,36 @@ Measured on the digits restore problems, weighting by the true ``1 / sigma_y^2``
 ``lam`` best at noise 0.05) leaves 4x super-resolution at noise 0.2 2 dB below the baseline; this
 weighting puts it 3 dB above. The regulariser's gradient is
 ``lambda_i (eps_pred - eps)``: nothing backpropagates through the denoiser, and only the data term is
-differentiated (through the operator, which may be nonlinear). ``mu`` starts, for a linear operator, at the
-regularised pseudo-inverse ``(A^T A + sigma_y^2 I)^{-1} A^T y`` (the paper's code takes ``A^+ y``, which
-blows up the noise of an ill-conditioned blur) and at the denoiser's estimate ``D(x, sigma_0)`` of the
-initial state otherwise (one more forward pass). The result is ``mu``.
+differentiated (through the operator, which may be nonlinear). The result is ``mu``.
+
+Where to start. ``mu`` starts from the measurement where there is a classical estimate ``b`` of the
+image from ``y`` alone (``baselines.measurement_baseline``: interpolation, bicubic upsampling, the
+measurement): for a linear operator at the regularised least-squares solution nearest to it,
+``(A^T A + sigma_y^2 I)^{-1} (A^T y + sigma_y^2 b)`` (the paper's code takes ``A^+ y``, which blows up
+the noise of an ill-conditioned blur), for a nonlinear one at ``b``, and on a latent prior at the
+encoding of that image. From such a start only the schedule's noise levels at or below ``start_sigma``
+are run (as diffusers' image-to-image ``strength`` skips the first steps; the skipped ones cost
+nothing). Without one, ``mu`` starts at the denoiser's estimate ``D(x, sigma_0)`` of the initial
+state (one more forward pass) and the whole schedule runs. Why: Adam moves every coordinate by about
+``lr`` a step whatever the gradient's scale, so where the data term is silent (a missing pixel) the
+regulariser's pull ``lam (mu - D(x_i, sigma_i))`` towards the high-noise estimates (about the data
+mean) erases any start. Measured at 50 steps with the whole schedule and ``lr = 0.1``, the photos
+random-inpainting crops fall from the interpolation's 25.6 dB to 10 dB by ``sigma = 10`` and end at
+21.2 dB; from ``sigma = 1`` with ``lr = 0.02`` they end at 24.9 dB (with ``lr = 0.01`` at 25.5), and
+the 4 digits of every restore operator at noise 0.01-0.2, 50 and 100 steps, 0.7 to 15 dB over the
+baseline (with the whole schedule, ``lr = 0.1`` and a start at ``(A^T A + sigma_y^2 I)^{-1} A^T y``, a
+single digit's random inpainting ended at 16.2 dB against the interpolation's 20.7).
 
 Hyper-parameters (defaults): ``lam`` (0.0625; with the paper's 0.25, digits 2x super-resolution at
-noise 0.2 is 0.13 dB over the baseline, with 0.0625 0.56 dB), ``lr`` (Adam's learning
-rate, 0.1; the paper's 0.5, for 1000 steps, is noisier at 50-100 steps), ``beta1``, ``beta2`` (Adam's,
-0.9 and 0.99 as in the paper's code).
+noise 0.2 is 0.13 dB over the baseline, with 0.0625 0.56 dB), ``lr`` (Adam's learning rate, 0.02; the
+paper's 0.5 is for 1000 steps; on the exact Gaussian posterior of ``tests/test_red_diff.py`` at 200
+steps a run's ``mu`` is 0.27 from the posterior mode at 0.02, 0.29 at 0.01 and 0.03, 0.46 at 0.1),
+``start_sigma`` (1.0, for data of about unit scale), ``beta1``, ``beta2`` (Adam's, 0.9 and 0.99 as in
+the paper's code).
 
 Requires a ``GaussianLikelihood`` with a differentiable operator. Cost: one denoiser forward pass per
-step (plus one at the start for a nonlinear operator), no backward pass through the network, one
-operator evaluation and gradient per step and sample.
+step run (plus one at the start when there is no classical estimate), no backward pass through the
+network, one operator evaluation and gradient per step run and sample.
 """
 from __future__ import annotations
 
@@ -39,7 +56,9 @@ import dataclasses
 
 import torch
 
+from ..baselines import measurement_baseline
 from ..operators.base import LinearOperator
+from ..rewards.decoded import split_decoding
 from ..validation import Number, non_negative, positive
 from .base import Solver
 from .likelihood_checks import require_gaussian
@@ -51,19 +70,22 @@ beta = Number(0.0, 1.0, high_open=True)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class REDDiff(Solver):
     """RED-diff (Mardani et al., ICLR 2024): Adam on the mean ``mu`` of a point-mass variational
-    posterior; rule and defaults in the module docstring.
+    posterior; rule, start and defaults in the module docstring.
 
     Parameters: ``lam`` (weight of the score-matching regulariser, scaled by ``sigma_i``; 0.0625), ``lr``
-    (Adam's learning rate, 0.1), ``beta1`` and ``beta2`` (Adam's moment decays, 0.9 and 0.99).
+    (Adam's learning rate, 0.02), ``start_sigma`` (the highest noise level run when ``mu`` starts from
+    the measurement; 1.0), ``beta1`` and ``beta2`` (Adam's moment decays, 0.9 and 0.99).
     Requires a ``GaussianLikelihood`` with a differentiable operator.
     """
 
     needs = "gradient"
     limits = {"lam": non_negative.about("the regulariser's weight"), "lr": positive.about("Adam's learning rate"),
+              "start_sigma": positive.about("the highest noise level run from a start made from the measurement"),
               "beta1": beta, "beta2": beta}
 
     lam: float = 0.0625
-    lr: float = 0.1
+    lr: float = 0.02
+    start_sigma: float = 1.0
     beta1: float = 0.9
     beta2: float = 0.99
 
@@ -71,19 +93,29 @@ class REDDiff(Solver):
         super().check(denoiser, reward, x, sigmas)
         require_gaussian("REDDiff", reward, "its data term is ||y - A(mu)||^2 / 2 sigma_y^2")
 
-    def initial_mean(self, run, reward, x: torch.Tensor) -> torch.Tensor:
-        """``(A^T A + sigma_y^2 I)^{-1} A^T y`` for a linear operator, else the denoiser's estimate of the
-        initial state."""
-        if isinstance(reward.operator, LinearOperator):
-            y = reward.y.to(x.dtype).expand(x.shape[0], *reward.y.shape[1:])
-            return reward.operator.regularised_solve(y, torch.zeros_like(x), reward.sigma_y**2)
-        return run.denoise(x, run.sigmas[0])
+    def initial_mean(self, run, reward, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """``(mu_0, from the measurement)``: the start made from the classical estimate of the image
+        (module docstring), or the denoiser's estimate of the initial state where there is none."""
+        operator, decoding = split_decoding(reward.operator)
+        image_shape = decoding.output_shape(tuple(x.shape[1:])) if decoding is not None else tuple(x.shape[1:])
+        y = reward.y.to(x.dtype).expand(x.shape[0], *reward.y.shape[1:])
+        estimate = measurement_baseline(operator, y, image_shape)
+        if estimate is None:
+            return run.denoise(x, run.sigmas[0]), False
+        image = estimate[1].to(x.dtype)
+        if isinstance(operator, LinearOperator):
+            image = operator.regularised_solve(y, image, reward.sigma_y**2)
+        return (decoding.prior.encode(image) if decoding is not None else image), True
 
     def sample(self, run, reward, x):
-        mu = self.initial_mean(run, reward, x).detach().requires_grad_(True)
+        mu, from_measurement = self.initial_mean(run, reward, x)
+        mu = mu.detach().requires_grad_(True)
         values, measurements = x[0].numel(), reward.y[0].numel()
         optimizer = torch.optim.Adam([mu], lr=self.lr, betas=(self.beta1, self.beta2))
         for i, sigma, sigma_next in run.steps():
+            if from_measurement and float(sigma) > self.start_sigma:
+                run.record(i, sigma_next, mu.detach(), mu.detach())
+                continue
             noise = run.noise_like(x)
             x_t = mu.detach() + sigma * noise
             x0 = run.denoise(x_t, sigma)
