@@ -11,7 +11,7 @@ and returns the value when it passes. A rule is a callable ``rule(name, value)``
 - ``span(low, high)``: a pair ``(start, end)`` with ``low <= start <= end <= high``.
 
 ``rule.about(text)`` gives the same rule with a few words on what the parameter means, which the
-message quotes. ``ordered`` checks two parameters against each other; ``finite_tensor`` checks an
+message quotes; ``rule.or_none()`` also accepts ``None``. ``ordered`` checks two parameters against each other; ``finite_tensor`` checks an
 array argument. ``CheckedFields`` checks every field of a hyper-parameter dataclass (solvers,
 guidance rules) at construction.
 """
@@ -36,6 +36,10 @@ class Rule:
         """This rule, quoting ``meaning`` (what the parameter is) in its message."""
         return dataclasses.replace(self, meaning=meaning)
 
+    def or_none(self) -> "Rule":
+        """This rule, also accepting ``None`` (a default resolved when the solver runs)."""
+        return OrNone(rule=self, meaning=self.meaning)
+
     def accepts(self, value) -> bool:
         raise NotImplementedError
 
@@ -44,6 +48,19 @@ class Rule:
             label = f"{name} ({self.meaning})" if self.meaning else name
             raise ValueError(f"{label} must be {self}, got {value!r}")
         return value
+
+
+@dataclasses.dataclass(frozen=True)
+class OrNone(Rule):
+    """``None``, or a value ``rule`` accepts."""
+
+    rule: Rule | None = None
+
+    def accepts(self, value) -> bool:
+        return value is None or self.rule.accepts(value)
+
+    def __str__(self) -> str:
+        return f"None or {self.rule}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -65,6 +65,25 @@ def test_a_huge_step_size_is_reported_as_divergence():
         TFG(rho=1e6, normalize=False)(prior, likelihood, x, sigmas, generator=g)
 
 
+def test_a_run_off_on_an_unbounded_gaussian_prior_is_reported():
+    """An analytic prior has no data range, but its ``state_scale`` (largest mean coordinate plus two
+    standard deviations) bounds the states: universal guidance at its s = 20 on a mixture with means
+    spread 3 sends the first state to RMS 197 (prior scale 8), and ends 7.8 from the exact posterior mean."""
+    from problems import random_mixture
+    from diffguide.operators.matrix import Matrix
+    from diffguide.solvers import UniversalGuidance
+
+    assert GaussianPrior(torch.tensor([1.0, -3.0]), 4 * torch.eye(2)).state_scale == pytest.approx(3.0 + 2 * 2.0)
+    prior = random_mixture(4, 3, seed=1)
+    a = torch.randn(2, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    likelihood = GaussianLikelihood(Matrix(a, (4,)), torch.tensor([[0.5, -0.2]], dtype=torch.float64), sigma_y=0.2)
+    sigmas = karras_sigmas(8, 2e-3, 20.0).double()
+    x = sigmas[0] * torch.randn(4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with pytest.raises(GuidanceDivergedError, match="UniversalGuidance diverged at step 0: the sampling state's RMS"):
+        UniversalGuidance()(prior, likelihood, x, sigmas, generator=torch.Generator().manual_seed(1))
+    UniversalGuidance(scale=1.0)(prior, likelihood, x, sigmas, generator=torch.Generator().manual_seed(1))
+
+
 def test_an_unstable_unguided_sampler_is_reported_not_returned():
     """EDICT's coupled chains blow up at 10 steps on the digits prior (result RMS about 20 for data
     in [-1, 1]); at 25 steps they do not."""

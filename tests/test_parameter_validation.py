@@ -20,7 +20,7 @@ from diffguide.priors.gaussian_mixture import GaussianMixturePrior
 from diffguide.rewards import ComponentCountReward, GaussianLikelihood, InkFractionReward, MotionReward, Reward
 from diffguide.schedules import karras_sigmas
 from diffguide.solvers import Solver, set_progress
-from diffguide.validation import Flag, Number, OneOf, Span
+from diffguide.validation import Flag, Number, OneOf, OrNone, Span
 
 SOLVER_CLASSES = [getattr(solvers, name) for name in solvers.__all__
                   if isinstance(getattr(solvers, name), type) and issubclass(getattr(solvers, name), Solver)
@@ -40,6 +40,8 @@ def init_fields(cls) -> list[str]:
 
 def bad_values(rule) -> list:
     """Values the rule must refuse: wrong types, NaN/Inf, and just past each end of its range."""
+    if isinstance(rule, OrNone):
+        return [value for value in bad_values(rule.rule) if value is not None]
     if isinstance(rule, Number):
         values = ["1", True, None, math.nan, -math.inf, *([] if rule.allow_inf else [math.inf])]
         if math.isfinite(rule.low):

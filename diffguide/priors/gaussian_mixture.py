@@ -39,7 +39,9 @@ class GaussianMixturePrior(torch.nn.Module):
     positive semi-definite; ``shape`` is the per-sample shape (default ``(d,)``), ``sigma_min`` /
     ``sigma_max`` the reported noise range (default 1e-3 and inf: the closed form is exact at every
     noise level, so a solver refuses no schedule for starting too high).
-    ``data_range`` is unbounded (assign a box to clip). ``sample(n)`` draws exactly;
+    ``data_range`` is unbounded (assign a box to clip); ``state_scale``, the largest mean coordinate's
+    magnitude plus two standard deviations of the widest direction, over the components, is what the
+    divergence checks take as the data's scale instead. ``sample(n)`` draws exactly;
     ``posterior(operator, y, sigma_y)`` is the exact posterior for a linear operator (it uses
     ``operator.matrix``) and Gaussian noise. Computes in float64, returns the input's dtype. Its
     tensors are buffers, so ``prior.to(device)`` moves it (keep them float64).
@@ -75,6 +77,11 @@ class GaussianMixturePrior(torch.nn.Module):
     @property
     def dim(self) -> int:
         return self.means.shape[1]
+
+    @property
+    def state_scale(self) -> float:
+        """``max_k (max_i |mu_ki| + 2 sqrt(largest eigenvalue of C_k))`` (class docstring)."""
+        return float((self.means.abs().amax(1) + 2 * self.eigvals.clamp(min=0).amax(1).sqrt()).max())
 
     def mean(self) -> torch.Tensor:
         """Mixture mean, shape ``self.shape``."""

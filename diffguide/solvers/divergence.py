@@ -7,14 +7,15 @@ suggesting a smaller step size) when, for any sample:
 
 - the state or the clean estimate holds NaN/Inf;
 - the state's root-mean-square leaves ``STATE_FACTOR * (scale + sigma)``, where ``scale`` is
-  the largest magnitude of the prior's ``data_range`` (a VE state is ``x0 + sigma * eps``, so
-  its RMS is at most about ``scale + sigma``; a latent prior's unbounded latents, scaled to about
-  unit variance, have ``LatentPrior.state_scale``); skipped for an unbounded data range and for
+  the prior's ``state_scale`` where it has one (an unbounded prior that knows its spread: a latent
+  prior's latents, scaled to about unit variance; a Gaussian mixture's means and covariances), else
+  the largest magnitude of its ``data_range`` (a VE state is ``x0 + sigma * eps``, so its RMS is at
+  most about ``scale + sigma``); skipped for an unbounded data range without a ``state_scale`` and for
   unguided sampling (no reward: an undertrained network is not a divergence). The clean
   estimate itself is not range-checked: an undertrained network's estimate at high noise can
   be far off without any guidance;
-- at the end, guided or not, a result whose RMS exceeds ``STATE_FACTOR * scale`` (for a bounded
-  data range): no sample of the prior is that far out, so the sampler itself was unstable (for
+- at the end, guided or not, a result whose RMS exceeds ``STATE_FACTOR * scale`` (for a finite
+  scale): no sample of the prior is that far out, so the sampler itself was unstable (for
   example EDICT's coupled chains at too few steps);
 - at the end, for a likelihood whose operator may be evaluated freely (not a black box), the
   data misfit ``||y - A(x)||`` exceeds ``MISFIT_FACTOR`` times the larger of the misfit of the
@@ -33,13 +34,24 @@ import torch
 
 from ..counting import Counters
 from ..operators.base import _uncounted
-from ..rewards.decoded import image_decoder
 from ..rewards.likelihood import GaussianLikelihood, Likelihood
 from ..types import BlackBoxFailedError, GuidanceDivergedError
 
 STATE_FACTOR = 4.0
 MISFIT_FACTOR = 50.0
 MAX_FAILED_FRACTION = 0.5
+
+
+def data_scale(denoiser) -> float:
+    """The scale the checks hold states to: the ``state_scale`` of ``denoiser`` or of the prior a guided
+    denoiser wraps, else the largest magnitude of its ``data_range`` (inf when unbounded)."""
+    prior = denoiser
+    while prior is not None:
+        if getattr(prior, "state_scale", None) is not None:
+            return float(prior.state_scale)
+        prior = getattr(prior, "prior", None)
+    low, high = getattr(denoiser, "data_range", (-math.inf, math.inf))
+    return max(abs(low), abs(high))
 
 
 def _rms(x: torch.Tensor) -> torch.Tensor:
@@ -50,9 +62,7 @@ class DivergenceGuard:
     """The checks above for one run of ``solver`` over ``denoiser`` and ``reward``."""
 
     def __init__(self, denoiser, reward, solver: str):
-        low, high = getattr(denoiser, "data_range", (-math.inf, math.inf))
-        latent = image_decoder(denoiser)
-        self.data_scale = latent.state_scale if latent is not None else max(abs(low), abs(high))
+        self.data_scale = data_scale(denoiser)
         # unguided sampling has no step size to blame: its steps are checked for NaN/Inf only
         self.scale = self.data_scale if reward is not None else math.inf
         self.solver = solver

@@ -21,38 +21,46 @@ weighting puts it 3 dB above. The regulariser's gradient is
 ``lambda_i (eps_pred - eps)``: nothing backpropagates through the denoiser, and only the data term is
 differentiated (through the operator, which may be nonlinear). The result is ``mu``.
 
-Where to start. ``mu`` starts from the measurement where there is a classical estimate ``b`` of the
-image from ``y`` alone (``baselines.measurement_baseline``: interpolation, bicubic upsampling, the
-measurement): for a linear operator at the regularised least-squares solution nearest to it,
-``(A^T A + sigma_y^2 I)^{-1} (A^T y + sigma_y^2 b)`` (the paper's code takes ``A^+ y``, which blows up
-the noise of an ill-conditioned blur), for a nonlinear one at ``b``, and on a latent prior at the
-encoding of that image. From such a start only the schedule's noise levels at or below ``start_sigma``
-are run (as diffusers' image-to-image ``strength`` skips the first steps; the skipped ones cost
-nothing). Without one, ``mu`` starts at the denoiser's estimate ``D(x, sigma_0)`` of the initial
-state (one more forward pass) and the whole schedule runs. Why: Adam moves every coordinate by about
+Where to start. Where the measurement alone gives an image, for an operator linear on images (``A``,
+or ``A`` behind a latent prior's decoder) with a classical estimate ``b`` (``baselines.measurement_baseline``:
+interpolation for inpainting, bicubic upsampling for super-resolution, the measurement itself for a
+blur), ``mu`` starts from the measurement: at the regularised least-squares solution nearest it,
+``(A^T A + sigma_y^2 I)^{-1} (A^T y + sigma_y^2 b)``, encoded on a latent prior, and only the
+schedule's noise levels at or below ``start_sigma`` run (as diffusers' image-to-image ``strength``
+skips the first steps; the skipped ones cost nothing). Why: Adam moves every coordinate by about
 ``lr`` a step whatever the gradient's scale, so where the data term is silent (a missing pixel) the
 regulariser's pull ``lam (mu - D(x_i, sigma_i))`` towards the high-noise estimates (about the data
-mean) erases any start. Measured at 50 steps with the whole schedule and ``lr = 0.1``, the photos
+mean) erases any start: at 50 steps over the whole schedule (``lr = 0.1``) the photos
 random-inpainting crops fall from the interpolation's 25.6 dB to 10 dB by ``sigma = 10`` and end at
-21.2 dB; from ``sigma = 1`` with ``lr = 0.02`` they end at 24.9 dB (with ``lr = 0.01`` at 25.5), and
-the 4 digits of every restore operator at noise 0.01-0.2, 50 and 100 steps, 0.7 to 15 dB over the
-baseline (with the whole schedule, ``lr = 0.1`` and a start at ``(A^T A + sigma_y^2 I)^{-1} A^T y``, a
-single digit's random inpainting ended at 16.2 dB against the interpolation's 20.7).
+21.2. Otherwise (a nonlinear operator, or a linear one whose only estimate is the pseudo-inverse)
+``mu`` starts at the denoiser's estimate ``D(x, sigma_0)`` of the initial state (one more forward
+pass) and the schedule runs from its top. A nonlinear operator's classical estimate, such as the
+inverse of a saturation, is too noisy a start (on the digits' saturated blur 13.7 dB at 250 steps,
+against 29.8 from the denoiser's at 120), and a start at zero where nothing is measured (the
+gmm-posterior masks and wide matrices) leaves too far to go at ``lr = 0.02`` from ``sigma = 1``.
+
+Noise levels run. None below the measurement's noise level ``sigma_y``: there the regulariser's pull
+vanishes (``D(x, sigma) - x`` is of order ``sigma^2``) and Adam fits the data term's noise. Running
+them made more steps worse: the digits' blur at noise 0.05 ended at 25.4 dB after 101 passes and 20.0
+after 301, the noisy blur (0.2) at 12.4 and 6.1, below the baseline's 15.0; without them, at 29.8 and
+29.3, and 20.6 and 20.5 (``docs/bench/restore_native``).
 
 Hyper-parameters (defaults): ``lam`` (0.0625; with the paper's 0.25, digits 2x super-resolution at
-noise 0.2 is 0.13 dB over the baseline, with 0.0625 0.56 dB), ``lr`` (Adam's learning rate, 0.02; the
-paper's 0.5 is for 1000 steps; on the exact Gaussian posterior of ``tests/test_red_diff.py`` at 200
-steps a run's ``mu`` is 0.27 from the posterior mode at 0.02, 0.29 at 0.01 and 0.03, 0.46 at 0.1),
-``start_sigma`` (1.0, for data of about unit scale), ``beta1``, ``beta2`` (Adam's, 0.9 and 0.99 as in
-the paper's code).
+noise 0.2 is 0.13 dB over the baseline, with 0.0625 0.56 dB), ``lr`` (Adam's learning rate: 0.02 from
+the classical estimate, 0.1 from the denoiser's; the paper's 0.5 is for 1000 steps. From the classical
+estimate, at 50 steps (about 20 passes), the photos random inpainting ends at 25.5 dB at 0.01, 24.9 at
+0.02 and 24.6 at 0.03, while the digits gain up to 4 dB from 0.01 to 0.03; from the denoiser's, the
+digits' saturated blur ends at 21.7 dB at 0.02 and 28.3 at 0.1, at 102 steps), ``start_sigma`` (1.0, for data of about unit scale),
+``beta1``, ``beta2`` (Adam's, 0.9 and 0.99 as in the paper's code).
 
 Requires a ``GaussianLikelihood`` with a differentiable operator. Cost: one denoiser forward pass per
-step run (plus one at the start when there is no classical estimate), no backward pass through the
+step run (plus one at the start from the denoiser's estimate), no backward pass through the
 network, one operator evaluation and gradient per step run and sample.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
@@ -70,21 +78,23 @@ beta = Number(0.0, 1.0, high_open=True)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class REDDiff(Solver):
     """RED-diff (Mardani et al., ICLR 2024): Adam on the mean ``mu`` of a point-mass variational
-    posterior; rule, start and defaults in the module docstring.
+    posterior; rule, start, noise levels run and defaults in the module docstring.
 
     Parameters: ``lam`` (weight of the score-matching regulariser, scaled by ``sigma_i``; 0.0625), ``lr``
-    (Adam's learning rate, 0.02), ``start_sigma`` (the highest noise level run when ``mu`` starts from
-    the measurement; 1.0), ``beta1`` and ``beta2`` (Adam's moment decays, 0.9 and 0.99).
-    Requires a ``GaussianLikelihood`` with a differentiable operator.
+    (Adam's learning rate; None: 0.02 from the classical estimate, 0.1 from the denoiser's),
+    ``start_sigma`` (the highest noise level run from the classical estimate; 1.0), ``beta1`` and
+    ``beta2`` (Adam's moment decays, 0.9 and 0.99). Requires a ``GaussianLikelihood`` with a
+    differentiable operator.
     """
 
     needs = "gradient"
-    limits = {"lam": non_negative.about("the regulariser's weight"), "lr": positive.about("Adam's learning rate"),
-              "start_sigma": positive.about("the highest noise level run from a start made from the measurement"),
+    limits = {"lam": non_negative.about("the regulariser's weight"),
+              "lr": positive.about("Adam's learning rate").or_none(),
+              "start_sigma": positive.about("the highest noise level run from the classical estimate"),
               "beta1": beta, "beta2": beta}
 
     lam: float = 0.0625
-    lr: float = 0.02
+    lr: float | None = None
     start_sigma: float = 1.0
     beta1: float = 0.9
     beta2: float = 0.99
@@ -92,28 +102,45 @@ class REDDiff(Solver):
     def check(self, denoiser, reward, x, sigmas) -> None:
         super().check(denoiser, reward, x, sigmas)
         require_gaussian("REDDiff", reward, "its data term is ||y - A(mu)||^2 / 2 sigma_y^2")
+        top = self.start_sigma if self.classical_estimate(reward, x) is not None else math.inf
+        levels = sigmas[:-1]
+        if not bool(((levels >= reward.sigma_y) & (levels <= top)).any()):
+            raise ValueError(f"REDDiff runs the schedule's noise levels from the measurement noise sigma_y = "
+                             f"{reward.sigma_y:g} up to {top:g} and this schedule has none (it spans "
+                             f"{float(levels.min()):g} to {float(levels.max()):g}); give a schedule that does"
+                             + (" or raise start_sigma" if math.isfinite(top) else ""))
 
-    def initial_mean(self, run, reward, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """``(mu_0, from the measurement)``: the start made from the classical estimate of the image
-        (module docstring), or the denoiser's estimate of the initial state where there is none."""
+    @staticmethod
+    def classical_estimate(reward, x: torch.Tensor) -> torch.Tensor | None:
+        """The image the measurement alone gives, for an operator linear on images: interpolation, bicubic
+        upsampling or the measurement itself (``baselines.measurement_baseline``); None otherwise."""
         operator, decoding = split_decoding(reward.operator)
+        if not isinstance(operator, LinearOperator):
+            return None
         image_shape = decoding.output_shape(tuple(x.shape[1:])) if decoding is not None else tuple(x.shape[1:])
         y = reward.y.to(x.dtype).expand(x.shape[0], *reward.y.shape[1:])
         estimate = measurement_baseline(operator, y, image_shape)
+        return None if estimate is None or estimate[0] == "pseudo-inverse" else estimate[1].to(x.dtype)
+
+    def initial_mean(self, run, reward, x: torch.Tensor, estimate: torch.Tensor | None) -> torch.Tensor:
+        """The regularised solution nearest the classical ``estimate`` (encoded on a latent prior), or without
+        one the denoiser's estimate of the initial state (module docstring)."""
         if estimate is None:
-            return run.denoise(x, run.sigmas[0]), False
-        image = estimate[1].to(x.dtype)
-        if isinstance(operator, LinearOperator):
-            image = operator.regularised_solve(y, image, reward.sigma_y**2)
-        return (decoding.prior.encode(image) if decoding is not None else image), True
+            return run.denoise(x, run.sigmas[0])
+        operator, decoding = split_decoding(reward.operator)
+        y = reward.y.to(x.dtype).expand(x.shape[0], *reward.y.shape[1:])
+        image = operator.regularised_solve(y, estimate, reward.sigma_y**2)
+        return decoding.prior.encode(image) if decoding is not None else image
 
     def sample(self, run, reward, x):
-        mu, from_measurement = self.initial_mean(run, reward, x)
-        mu = mu.detach().requires_grad_(True)
+        estimate = self.classical_estimate(reward, x)
+        top = self.start_sigma if estimate is not None else math.inf
+        lr = self.lr if self.lr is not None else (0.02 if estimate is not None else 0.1)
+        mu = self.initial_mean(run, reward, x, estimate).detach().requires_grad_(True)
         values, measurements = x[0].numel(), reward.y[0].numel()
-        optimizer = torch.optim.Adam([mu], lr=self.lr, betas=(self.beta1, self.beta2))
+        optimizer = torch.optim.Adam([mu], lr=lr, betas=(self.beta1, self.beta2))
         for i, sigma, sigma_next in run.steps():
-            if from_measurement and float(sigma) > self.start_sigma:
+            if not reward.sigma_y <= float(sigma) <= top:
                 run.record(i, sigma_next, mu.detach(), mu.detach())
                 continue
             noise = run.noise_like(x)
