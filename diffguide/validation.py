@@ -11,8 +11,8 @@ and returns the value when it passes. A rule is a callable ``rule(name, value)``
 - ``span(low, high)``: a pair ``(start, end)`` with ``low <= start <= end <= high``.
 
 ``rule.about(text)`` gives the same rule with a few words on what the parameter means, which the
-message quotes; ``rule.or_none()`` also accepts ``None``. ``ordered`` checks two parameters against each other; ``finite_tensor`` checks an
-array argument. ``CheckedFields`` checks every field of a hyper-parameter dataclass (solvers,
+message quotes; ``rule.or_none()`` also accepts ``None``. ``ordered`` checks two parameters against
+each other; ``finite_tensor`` checks an array argument. ``CheckedFields`` checks every field of a hyper-parameter dataclass (solvers,
 guidance rules) at construction.
 """
 from __future__ import annotations

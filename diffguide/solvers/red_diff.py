@@ -40,7 +40,8 @@ against 29.8 from the denoiser's at 120), and a start at zero where nothing is m
 gmm-posterior masks and wide matrices) leaves too far to go at ``lr = 0.02`` from ``sigma = 1``.
 
 Noise levels run. None below the measurement's noise level ``sigma_y``: there the regulariser's pull
-vanishes (``D(x, sigma) - x`` is of order ``sigma^2``) and Adam fits the data term's noise. Running
+vanishes (``D(x, sigma) - x`` is of order ``sigma^2``) and Adam fits the data term's noise (on a latent
+prior the levels are the latents' and ``sigma_y`` the image's, both of about unit scale). Running
 them made more steps worse: the digits' blur at noise 0.05 ended at 25.4 dB after 101 passes and 20.0
 after 301, the noisy blur (0.2) at 12.4 and 6.1, below the baseline's 15.0; without them, at 29.8 and
 29.3, and 20.6 and 20.5 (``docs/bench/restore_native``).
