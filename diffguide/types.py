@@ -8,7 +8,7 @@ shared errors.
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Iterator, Protocol, runtime_checkable
 
 import torch
 
@@ -41,6 +41,13 @@ class GuidanceDivergedError(FloatingPointError):
 
 class BlackBoxFailedError(RuntimeError):
     """Most evaluations of a black-box operator failed during a run; the message gives the first reasons."""
+
+
+def wrapped_denoisers(denoiser) -> Iterator:
+    """``denoiser``, then each denoiser it wraps through ``.prior`` (a guided denoiser's prior, ...)."""
+    while denoiser is not None:
+        yield denoiser
+        denoiser = getattr(denoiser, "prior", None)
 
 
 def sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from ..operators.base import Operator
+from ..types import wrapped_denoisers
 from .base import Reward
 from .likelihood import Likelihood
 
@@ -68,9 +69,7 @@ def in_image_space(reward: Reward, prior) -> Reward:
 def image_decoder(denoiser):
     """The latent prior whose ``decode`` makes the images of ``denoiser``'s states, or None (pixel space):
     ``denoiser`` itself or the prior a guided denoiser wraps."""
-    while denoiser is not None and not hasattr(denoiser, "decode"):
-        denoiser = getattr(denoiser, "prior", None)
-    return denoiser
+    return next((inner for inner in wrapped_denoisers(denoiser) if hasattr(inner, "decode")), None)
 
 
 def split_decoding(operator: Operator) -> tuple[Operator, Decoding | None]:

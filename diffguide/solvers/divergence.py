@@ -35,7 +35,7 @@ import torch
 from ..counting import Counters
 from ..operators.base import _uncounted
 from ..rewards.likelihood import GaussianLikelihood, Likelihood
-from ..types import BlackBoxFailedError, GuidanceDivergedError
+from ..types import BlackBoxFailedError, GuidanceDivergedError, wrapped_denoisers
 
 STATE_FACTOR = 4.0
 MISFIT_FACTOR = 50.0
@@ -45,11 +45,9 @@ MAX_FAILED_FRACTION = 0.5
 def data_scale(denoiser) -> float:
     """The scale the checks hold states to: the ``state_scale`` of ``denoiser`` or of the prior a guided
     denoiser wraps, else the largest magnitude of its ``data_range`` (inf when unbounded)."""
-    prior = denoiser
-    while prior is not None:
-        if getattr(prior, "state_scale", None) is not None:
-            return float(prior.state_scale)
-        prior = getattr(prior, "prior", None)
+    for inner in wrapped_denoisers(denoiser):
+        if getattr(inner, "state_scale", None) is not None:
+            return float(inner.state_scale)
     low, high = getattr(denoiser, "data_range", (-math.inf, math.inf))
     return max(abs(low), abs(high))
 
