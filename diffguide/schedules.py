@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["karras_sigmas", "prior_sigmas", "vp_sigmas", "scheduler_sigmas", "sigmas_from_alphas_cumprod",
-           "timestep_of_sigma"]
+__all__ = ["karras_sigmas", "prior_sigmas", "refined_sigmas", "vp_sigmas", "scheduler_sigmas",
+           "sigmas_from_alphas_cumprod", "timestep_of_sigma"]
 
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
@@ -19,6 +19,17 @@ def prior_sigmas(prior, n: int, sigma_floor: float = 2e-3, sigma_cap: float = 80
     """Karras sigmas over a prior's own noise range, clipped to ``[sigma_floor, sigma_cap]``
     (a cosine-schedule prior's table reaches sigma ~ 2e4, far past what [-1, 1] data needs)."""
     return karras_sigmas(n, max(prior.sigma_min, sigma_floor), min(prior.sigma_max, sigma_cap))
+
+
+def refined_sigmas(sigmas: torch.Tensor, per_step: int, rho: float = 7.0) -> torch.Tensor:
+    """``sigmas`` with ``per_step - 1`` levels inserted in each step between two nonzero levels, evenly
+    in ``sigma^(1 / rho)`` (so a Karras schedule refines into the Karras schedule of ``per_step`` times
+    as many levels over the same range); the final step to 0 is kept whole (a prior is not asked below
+    its lowest level). The given levels are all kept."""
+    high, low = sigmas[:-2].double(), sigmas[1:-1].double()
+    ramp = torch.arange(per_step, dtype=torch.float64) / per_step
+    inner = ((1 - ramp) * high[:, None] ** (1 / rho) + ramp * low[:, None] ** (1 / rho)) ** rho
+    return torch.cat([inner.flatten(), sigmas[-2:].double()]).to(sigmas.dtype)
 
 
 def vp_sigmas(n: int, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3) -> torch.Tensor:

@@ -5,6 +5,7 @@ import torch
 from diffguide.counting import Counters, counting
 from diffguide.operators.function import FunctionOperator
 from diffguide.rewards.likelihood import GaussianLikelihood
+from diffguide.schedules import karras_sigmas
 from diffguide.solvers.daps import DAPS, langevin
 from diffguide.solvers.ddim import DDIM
 from diffguide.solvers.run import Run
@@ -51,19 +52,30 @@ def test_nonlinear_operator_fits_the_measurement():
 
 
 def test_cost_per_level():
-    """``min(ode_steps, N - i)`` forward passes at level ``i``, no backward pass through the network,
-    one operator gradient per Langevin step."""
+    """``min(ode_steps, J - j)`` forward passes at annealing level ``j`` of ``J``, no backward pass through
+    the network, one operator gradient per Langevin step; ``levels_per_step`` levels in each step but the
+    last (to 0), which is one."""
     prior, likelihood, _ = gaussian_problem()
-    with counting() as counts:
-        sample(DAPS(ode_steps=3, langevin_steps=7), prior, likelihood, n=5, steps=10)
-    assert counts.nfe == 8 * 3 + 2 + 1
-    assert counts.backward_passes == 0
-    assert counts.grad_evals == 10 * 7
-    assert counts.operator_evals == 10 * 7 * 5
+    for per_step, levels, nfe in ((1, 10, 8 * 3 + 2 + 1), (4, 9 * 4 + 1, 35 * 3 + 2 + 1)):
+        with counting() as counts:
+            sample(DAPS(levels_per_step=per_step, ode_steps=3, langevin_steps=7), prior, likelihood, n=5, steps=10)
+        assert counts.nfe == nfe
+        assert counts.backward_passes == 0
+        assert counts.grad_evals == levels * 7
+        assert counts.operator_evals == levels * 7 * 5
+
+
+def test_one_record_per_step_of_the_schedule():
+    prior, likelihood, _ = gaussian_problem()
+    sigmas, records = karras_sigmas(6, 1e-3, 40.0).double(), []
+    x = sigmas[0] * torch.randn(2, *prior.shape, dtype=torch.float64)
+    DAPS(langevin_steps=3)(prior, likelihood, x, sigmas, generator=torch.Generator().manual_seed(0),
+                           callback=records.append)
+    assert [r.index for r in records] == list(range(6)) and records[-1].sigma == 0.0
 
 
 def test_rejects_what_it_cannot_use():
-    for bad in (dict(ode_steps=0), dict(langevin_steps=0), dict(step_size=0.0), dict(lr_min_ratio=-1.0)):
+    for bad in (dict(levels_per_step=0), dict(ode_steps=0), dict(langevin_steps=0), dict(step_size=0.0), dict(lr_min_ratio=-1.0)):
         with pytest.raises(ValueError, match="DAPS"):
             DAPS(**bad)
     prior, likelihood, _ = gaussian_problem()

@@ -29,11 +29,6 @@ COSTLY = {"sag", "dps-gsg"}
 #: unguided samples (the reward-steering baseline; 9.2 dB on blur), and DOODL's paper settings
 #: (clipped latent steps for classifier rewards) stay close to the unguided sample (12.5 dB on blur)
 NOT_RESTORATION = {"best-of-n", "doodl"}
-#: known misses, open work: the case must keep failing until fixed (strict), then the entry goes
-KNOWN_BELOW_BASELINE = {
-    ("daps", "random"): "DAPS fills 70% missing pixels of this digit at 16.6 dB against the interpolation's 20.7 "
-                        "(Langevin step sizes 0.5-2 do not fix it)",
-}
 
 
 def cases():
@@ -42,10 +37,7 @@ def cases():
             continue
         for degradation in DEGRADATIONS:
             slow = name in SLOW or (name in COSTLY and degradation != "blur")
-            marks = [pytest.mark.slow] if slow else []
-            if (name, degradation) in KNOWN_BELOW_BASELINE:
-                marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_BELOW_BASELINE[(name, degradation)]))
-            yield pytest.param(name, degradation, marks=marks)
+            yield pytest.param(name, degradation, marks=[pytest.mark.slow] if slow else [])
 
 
 @pytest.mark.parametrize("name, degradation", list(cases()))

@@ -4,7 +4,7 @@ import torch
 
 from diffguide.counting import counting
 from diffguide.metrics import sliced_wasserstein
-from diffguide.schedules import karras_sigmas, vp_sigmas
+from diffguide.schedules import karras_sigmas, refined_sigmas, vp_sigmas
 from diffguide.solvers.ddim import DDIM, DDPM
 from diffguide.solvers.euler import Euler
 from diffguide.solvers.heun import Heun
@@ -68,6 +68,14 @@ def test_schedules_are_decreasing_and_end_in_zero():
         assert sigmas[-1] == 0 and (sigmas[:-1] > sigmas[1:]).all()
     assert torch.isclose(karras_sigmas(5, 0.002, 80.0)[0], torch.tensor(80.0))
     assert torch.isclose(karras_sigmas(5, 0.002, 80.0)[-2], torch.tensor(0.002))
+
+
+def test_a_refined_karras_schedule_is_the_karras_schedule_of_more_levels():
+    """Each step between nonzero levels split in three (in sigma^(1/7)), the step to 0 kept whole."""
+    coarse, fine = karras_sigmas(5, 0.002, 80.0), karras_sigmas(13, 0.002, 80.0)
+    assert torch.allclose(refined_sigmas(coarse, 3), fine, rtol=1e-5)
+    assert torch.equal(refined_sigmas(coarse, 1), coarse)
+    assert torch.equal(refined_sigmas(torch.tensor([2.0, 0.0]), 4), torch.tensor([2.0, 0.0]))
 
 
 def test_bad_inputs_are_rejected_before_sampling():

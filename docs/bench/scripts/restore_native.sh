@@ -7,7 +7,7 @@
 #   418 and 1256 steps (100 and 300 passes at sigma_y 0.05), 705 and 2128 on the noisy blur (0.2); on the
 #   saturated blur, from sigma_y up, 120 and 359;
 #   a forward and a backward a step (DPS, PiGDM, deepinv's DPS): 34 and 100 steps;
-#   DAPS, 5 ODE steps a level (5 N - 10 passes): 22 and 62 levels;
+#   DAPS, 5 annealing levels a step, one forward each, one for the last step (5 N - 4 passes): 21 and 61 steps;
 #   PnP-DM, at most 5 prior steps an iteration: 24 and 64 iterations (its report row shows what it spent).
 set -e
 cd "$(dirname "$0")/../../.."
@@ -23,7 +23,7 @@ INSTANCES="$LINEAR" bench --steps 418 --steps 1256 --solver red-diff
 INSTANCES="--instance digits-noisy-blur" bench --steps 705 --steps 2128 --solver red-diff
 INSTANCES="--instance digits-saturated-blur" bench --steps 120 --steps 359 --solver red-diff
 bench --steps 34 --steps 100 --solver dps --solver pigdm --solver deepinv-dps:weight=300
-bench --steps 22 --steps 62 --solver daps
+bench --steps 21 --steps 61 --solver daps
 bench --steps 24 --steps 64 --solver pnp-dm
 # photos (two 128x128 crops, minutes a run): the strongest native solvers at about 150 passes, next to the
 # deepinv peers' photo rows of docs/bench/restore_cost (same instances and budget)
