@@ -27,7 +27,7 @@ def refined_sigmas(sigmas: torch.Tensor, per_step: int, rho: float = 7.0) -> tor
     as many levels over the same range); the final step to 0 is kept whole (a prior is not asked below
     its lowest level). The given levels are all kept."""
     high, low = sigmas[:-2].double(), sigmas[1:-1].double()
-    ramp = torch.arange(per_step, dtype=torch.float64) / per_step
+    ramp = torch.arange(per_step, dtype=torch.float64, device=sigmas.device) / per_step
     inner = ((1 - ramp) * high[:, None] ** (1 / rho) + ramp * low[:, None] ** (1 / rho)) ** rho
     return torch.cat([inner.flatten(), sigmas[-2:].double()]).to(sigmas.dtype)
 

@@ -33,10 +33,14 @@ class GuidanceDivergedError(FloatingPointError):
     """A sampling run diverged (NaN/Inf, a state out of any plausible range, or a data misfit far
     past the noise level); carries the step index."""
 
-    def __init__(self, step: int, what: str, solver: str = "guidance"):
+    #: what to change when the run was guided (a reward or a guidance rule), and when it was not
+    GUIDED_ADVICE = "lower the step size (guidance weight) or check the reward's scale"
+    UNGUIDED_ADVICE = "use more steps, or check that the model is trained and its scheduler is the one it was trained with"
+
+    def __init__(self, step: int, what: str, solver: str = "guidance", guided: bool = True):
         self.step = step
-        super().__init__(f"{solver} diverged at step {step}: {what}; lower the step size (guidance weight) "
-                         "or check the reward's scale")
+        advice = self.GUIDED_ADVICE if guided else self.UNGUIDED_ADVICE
+        super().__init__(f"{solver} diverged at step {step}: {what}; {advice}")
 
 
 class BlackBoxFailedError(RuntimeError):

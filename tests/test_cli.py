@@ -58,6 +58,16 @@ def test_a_result_below_the_baseline_gets_a_note(prior_dir, tmp_path, capsys):
     assert "note: the result scores below the baseline" in capsys.readouterr().err
 
 
+def test_a_solver_that_runs_part_of_the_schedule_gets_a_note(prior_dir, tmp_path, capsys):
+    # RED-diff from the classical estimate runs only the levels from sigma_y (0.05) up to 1
+    assert main(solve_args(prior_dir, tmp_path, **{"--solver": "red-diff", "--steps": 10})) == 0
+    report = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert 0 < report["nfe"] < 10
+    assert f"REDDiff made {report['nfe']} denoiser calls on a schedule of 10 steps" in capsys.readouterr().err
+    assert main(solve_args(prior_dir, tmp_path, **{"--out": tmp_path / "dps"})) == 0
+    assert "denoiser calls on a schedule" not in capsys.readouterr().err
+
+
 def test_solve_same_seed_same_output(prior_dir, tmp_path):
     outputs = []
     for run in range(2):

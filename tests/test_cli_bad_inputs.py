@@ -162,6 +162,30 @@ def test_a_16_bit_png_keeps_its_range(tmp_path):
     assert read_image(path, 3, (-1.0, 1.0)).shape == (1, 3, 16, 16)
 
 
+def write_16_bit_rgb_png(path, rgb: np.ndarray):
+    """A 16-bit RGB PNG (which Pillow cannot write): IHDR, one IDAT of unfiltered big-endian rows, IEND."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width, _ = rgb.shape
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rgb)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_a_16_bit_colour_png_reads_at_8_bits_with_a_note(tmp_path, capsys):
+    path = tmp_path / "deep.png"
+    write_16_bit_rgb_png(path, np.full((16, 16, 3), 32768, np.uint16))
+    assert read_image(path, 3, (0.0, 1.0)).mean().item() == pytest.approx(0.5, abs=3e-3)
+    assert "16-bit colour PNG is read at 8 bits" in capsys.readouterr().err
+    Image.fromarray(np.full((16, 16), 32768, np.uint16)).save(path)
+    read_image(path, 3, (0.0, 1.0))
+    assert "8 bits" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("dtype, value, expected", [(np.float32, 0.25, 0.25), (np.uint16, 1000, 1000 / 65535),
                                                     (np.int32, 2**30, 2**30 / (2**31 - 1)), (np.uint8, 51, 0.2)])
 def test_tiffs_read_in_their_true_range(tmp_path, dtype, value, expected):

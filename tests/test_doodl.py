@@ -138,6 +138,18 @@ def test_doodl_with_zero_reward_is_the_unguided_edict_sample():
     assert counts.grad_evals == (2 * steps + 1) * iterations
 
 
+def test_doodl_shows_a_progress_bar_over_its_iterations(capsys):
+    """Each iteration is a whole chain forward and back: the bar counts iterations, not schedule steps."""
+    from diffguide.solvers.run import set_progress
+
+    prior, sigmas = mixture_problem()
+    set_progress(True)
+    DOODL(iterations=2)(prior, ZeroReward(), initial_noise(prior.shape, sigmas, 2), sigmas,
+                        generator=torch.Generator().manual_seed(2))
+    err = capsys.readouterr().err
+    assert "DOODL iterations:" in err and "0/2" in err
+
+
 def test_doodl_moves_samples_towards_the_posterior_mean():
     prior, likelihood, _, _ = gaussian_problem()
     posterior = prior.posterior(likelihood.operator, likelihood.y, likelihood.sigma_y)

@@ -34,6 +34,8 @@ def read_image(path: str | Path, channels: int, data_range: tuple[float, float])
     array, has_alpha = _pixels(path)
     unit = _to_unit(array, path)
     notes = []
+    if _is_sixteen_bit_colour_png(path):
+        notes.append("a 16-bit colour PNG is read at 8 bits per channel (Pillow's limit); a 16-bit TIFF keeps all 16")
     if has_alpha:
         unit = unit[..., :-1]
         notes.append("the alpha channel is dropped")
@@ -76,6 +78,13 @@ def _pixels(path: Path) -> tuple[np.ndarray, bool]:
     if array.size == 0:
         raise UsageError(f"image {path} is empty ({array.shape[1]}x{array.shape[0]})")
     return array, mode in ("LA", "RGBA")
+
+
+def _is_sixteen_bit_colour_png(path: Path) -> bool:
+    """Whether the PNG header (bit depth at byte 24, colour type at 25) says 16-bit RGB or RGBA."""
+    with open(path, "rb") as file:
+        header = file.read(26)
+    return header[:8] == b"\x89PNG\r\n\x1a\n" and header[12:16] == b"IHDR" and header[24] == 16 and header[25] in (2, 6)
 
 
 def _to_unit(array: np.ndarray, path: Path) -> np.ndarray:

@@ -133,6 +133,10 @@ def run(args) -> None:
         scores += f"(baseline, {report['baseline']['method']}: {report['baseline']['psnr']:.2f} dB), "
     print(f"{scores}data consistency {float(consistency):.3f}, {counts.nfe} NFE, {counts.backward_passes} backward "
           f"passes, {wall:.1f} s -> {out}")
+    if counts.nfe < args.steps:
+        print(f"diffguide solve: note: {type(solver).__name__} made {counts.nfe} denoiser calls on a schedule of "
+              f"{args.steps} steps: it runs only part of the schedule (see its docstring); more --steps run more of it",
+              file=sys.stderr)
     if "baseline" in report and report["psnr"] < report["baseline"]["psnr"]:
         print(f"diffguide solve: note: the result scores below the baseline ({report['baseline']['method']}); "
               f"{type(solver).__name__} may not suit this problem at these settings (dps is the default)",

@@ -61,7 +61,7 @@ class BestOfN(Solver):
     def sample(self, run, reward, x):
         sampler = DDIM(eta=self.eta)
         best, best_score = None, None
-        for k in range(self.n):
+        for k in run.progress(self.n, "candidates"):
             start = x if k == 0 else run.sigmas[0] * run.noise_like(x)
             candidate = sampler.sample(run, None, start)
             best, best_score = keep_best(best, best_score, candidate, reward(candidate))

@@ -64,11 +64,12 @@ class DivergenceGuard:
         # unguided sampling has no step size to blame: its steps are checked for NaN/Inf only
         self.scale = self.data_scale if reward is not None else math.inf
         self.solver = solver
+        self.guided = reward is not None or len(list(wrapped_denoisers(denoiser))) > 1  # a reward or a guidance rule
         self.likelihood = reward if isinstance(reward, Likelihood) and reward.operator.differentiable else None
         self.first_misfit: torch.Tensor | None = None
 
     def _diverged(self, step: int, what: str) -> GuidanceDivergedError:
-        return GuidanceDivergedError(step, what, self.solver)
+        return GuidanceDivergedError(step, what, self.solver, self.guided)
 
     def check_step(self, step: int, sigma, x: torch.Tensor, x0: torch.Tensor) -> None:
         """After step ``step``: ``x`` at the next noise level ``sigma``, ``x0`` the estimate it used."""

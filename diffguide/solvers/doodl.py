@@ -133,7 +133,7 @@ class DOODL(EDICT):
             x0, y0 = InvertibleEDICT.apply(x_T, x_T, run, self.mix, self.leapfrog)
             return reward(x0) + reward(y0), x0
 
-        for k in range(self.iterations):
+        for k in run.progress(self.iterations, "iterations"):
             _, x0, grad = run.gradient(reward_of_sample, x, has_aux=True)
             g = (self.lr / 4 * scale * grad).clamp(-self.grad_clip, self.grad_clip)  # grad_z, clipped
             velocity = self.momentum * velocity + g

@@ -43,10 +43,14 @@ class Run:
 
     def steps(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """Yield ``(index, sigma, sigma_next)`` over the schedule with a progress bar."""
-        n = len(self.sigmas) - 1
-        bar = tqdm(range(n), desc=self.desc, leave=False, disable=not _progress["enabled"], dynamic_ncols=True)
-        for i in bar:
+        for i in self.progress(len(self.sigmas) - 1):
             yield i, self.sigmas[i], self.sigmas[i + 1]
+
+    def progress(self, n: int, what: str = "") -> Iterator[int]:
+        """``range(n)`` with a progress bar named after the solver and ``what`` it counts: the schedule's
+        steps, or an outer loop around whole passes over it (DOODL's iterations, best-of-N's candidates)."""
+        desc = f"{self.desc} {what}" if what else self.desc
+        yield from tqdm(range(n), desc=desc, leave=False, disable=not _progress["enabled"], dynamic_ncols=True)
 
     def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """One counted denoiser call ``x0 = D(x, sigma, **cond)`` (its backward passes are counted too)."""
