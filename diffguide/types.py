@@ -34,7 +34,7 @@ class GuidanceDivergedError(FloatingPointError):
     past the noise level); carries the step index."""
 
     #: what to change when the run was guided (a reward or a guidance rule), and when it was not
-    GUIDED_ADVICE = "lower the step size (guidance weight) or check the reward's scale"
+    GUIDED_ADVICE = "lower the step size (guidance weight), check the reward's scale, or use more steps"
     UNGUIDED_ADVICE = "use more steps, or check that the model is trained and its scheduler is the one it was trained with"
 
     def __init__(self, step: int, what: str, solver: str = "guidance", guided: bool = True):

@@ -92,7 +92,7 @@ class DivergenceGuard:
             worst = float(_rms(x).max())
             if not worst <= STATE_FACTOR * self.data_scale:
                 raise self._diverged(steps - 1, f"the result's RMS {worst:.3g} is far outside the data range "
-                                                f"+-{self.data_scale:g} (with few steps, use more)")
+                                                f"+-{self.data_scale:g}")
         if counts.operator_evals and counts.operator_failures > MAX_FAILED_FRACTION * counts.operator_evals:
             reasons = "; ".join(counts.failure_reasons) or "no reason recorded"
             raise BlackBoxFailedError(f"{self.solver}: the black-box operator failed {counts.operator_failures} of "
