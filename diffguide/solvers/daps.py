@@ -34,16 +34,19 @@ The paper's DAPS-1K runs 200 annealing levels of 5 ODE steps (and 100 Langevin s
 network passes, levels pay more than ODE steps here: on 70% random inpainting of a digit (noise 0.05,
 6 seeds) 50 levels of 5 ODE steps fall below the interpolation's 20.7 dB twice (16.6 and 20.6 dB, mean
 25.1), where 250 levels of the Tweedie estimate (the same 250 passes) score 28.4-32.8 (mean 30.5). Over
-the digits operators and noise levels of ``python -m diffguide.benchmarks.defaults`` at 50 steps, box
-inpainting gains 4-6 dB, random inpainting 3-5, 4x super-resolution 0-1.5; the other results move by
-less than 1 dB either way, and the worst gain over the baseline stays at +1.1 dB (4x super-resolution at
-noise 0.2). Hence the defaults: 5 levels a step, each with a one-step estimate, the same 5 passes a step
-as one level of 5 ODE steps.
+the digits operators and noise levels of ``python -m diffguide.benchmarks.defaults`` at 50 steps (the
+defaults below against the old layout of one level a step with 5 ODE and 200 Langevin steps), random
+inpainting gains 1.9-4.4 dB, box inpainting 2.8-5.3 at noise 0.01-0.05 (and loses 1.0 at 0.2), 4x
+super-resolution 0.5-1.2; blur and 2x super-resolution move by less than 1.2 dB either way, and the
+worst gain over the baseline rises from +1.2 to +2.1 dB. At about 100 network passes on the digits
+restore instances (``docs/bench/restore_native``) every instance gains 2.5-9 dB. Hence the defaults:
+5 levels a step, each with a one-step estimate: the same 5 passes a step as one level of 5 ODE steps.
 
-Hyper-parameters (defaults): ``levels_per_step`` (5), ``ode_steps`` (1), ``langevin_steps`` (200; the
-paper's 100 lose 1-3 dB on box inpainting of digits, 40 lose 1-4), ``step_size`` (1.0) and
-``lr_min_ratio`` (0.01, the paper's). ``levels_per_step=1, ode_steps=5`` is the paper's layout on the
-given schedule.
+Hyper-parameters (defaults): ``levels_per_step`` (5), ``ode_steps`` (1), ``langevin_steps`` (100, the
+paper's; at 50 steps on digits, 200 score 0.7-3.4 dB higher on box inpainting for twice the operator
+work, and are within 1.1 dB either way on blur, random inpainting and 4x super-resolution),
+``step_size`` (1.0) and ``lr_min_ratio`` (0.01, the paper's). ``levels_per_step=1, ode_steps=5`` is the
+paper's layout on the given schedule (with ``langevin_steps=200``, this solver's earlier defaults).
 
 Requires a ``GaussianLikelihood`` with a differentiable operator (linear or not). Cost per annealing
 level ``j`` of ``J``: ``min(ode_steps, J - j)`` denoiser forward passes (with the defaults, 5 per step of
@@ -98,7 +101,7 @@ class DAPS(Solver):
     module docstring.
 
     Parameters: ``levels_per_step`` (annealing levels in each step of the schedule, 5), ``ode_steps``
-    (Euler steps of the ODE estimate, 1: the Tweedie estimate), ``langevin_steps`` (200), ``step_size``
+    (Euler steps of the ODE estimate, 1: the Tweedie estimate), ``langevin_steps`` (100), ``step_size``
     (Langevin step in units of the inverse Lipschitz constant of the drift, 1.0), ``lr_min_ratio`` (the
     final fraction of the step in the linear decay over the annealing, 0.01). Requires a
     ``GaussianLikelihood`` with a differentiable operator.
@@ -111,7 +114,7 @@ class DAPS(Solver):
 
     levels_per_step: int = 5
     ode_steps: int = 1
-    langevin_steps: int = 200
+    langevin_steps: int = 100
     step_size: float = 1.0
     lr_min_ratio: float = 0.01
 
